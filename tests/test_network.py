@@ -30,7 +30,7 @@ def test_efficientzero_l_has_four_blocks_per_stage():
     [
         ("efficientzero", (12, 96, 96), (64, 6, 6)),
         ("efficientzero-l", (12, 96, 96), (64, 6, 6)),
-        ("minatar", (10, 10, 10), (32, 10, 10)),
+        ("minatar", (10, 10, 10), (16, 10, 10)),
     ],
 )
 def test_output_shapes(preset, obs_shape, latent):

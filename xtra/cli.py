@@ -1,29 +1,45 @@
-"""The ``xtra`` command."""
+"""The ``xtra`` command: LightningCLI over the xtra modules and datamodules (``xtra fit -c configs/….yaml``)."""
 
 from __future__ import annotations
 
-import argparse
 import sys
+
+from lightning.pytorch.cli import LightningCLI
 
 from xtra import __version__
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="xtra",
-        description="XTRA on EfficientZero: online, offline-teacher, distillation and cross-task finetuning stages.",
-    )
-    parser.add_argument("--version", action="version", version=f"xtra {__version__}")
-    parser.add_argument("--list-tasks", action="store_true", help="print every valid task id and exit")
-    args = parser.parse_args(argv)
-    if args.list_tasks:
+class XtraCLI(LightningCLI):
+    """Links the data's observation shape and action count into the model so each is set in one place."""
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.link_arguments("data.obs_shape", "model.init_args.obs_shape", apply_on="instantiate")
+        parser.link_arguments("data.num_actions", "model.init_args.num_actions", apply_on="instantiate")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["--version"]:
+        print(f"xtra {__version__}")
+        return
+    if args[:1] == ["--list-tasks"]:
         from xtra.envs import valid_task_ids
 
         print("\n".join(valid_task_ids()))
-        return 0
-    parser.print_help()
-    return 0
+        return
+    from xtra.datamodules.online import OnlineReplayDataModule
+    from xtra.modules.efficientzero import EfficientZeroModule
+
+    XtraCLI(
+        EfficientZeroModule,
+        OnlineReplayDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        save_config_kwargs={"overwrite": True},
+        parser_kwargs={"default_env": True},
+        args=argv,
+    )
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

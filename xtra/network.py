@@ -47,9 +47,11 @@ PRESETS: dict[str, NetworkConfig] = {
     # The authors' EfficientZero-L: 4 residual blocks wherever EfficientZero has 1 in the representation
     # (1 039 552 vs 318 016 parameters, i.e. 3.3×; the paper rounds this to "4 times").
     "efficientzero-l": NetworkConfig(blocks=4),
+    # Sized for CPU training on 10×10 MinAtar grids (MinAtar's own DQN uses one 16-channel conv layer).
     "minatar": NetworkConfig(
-        channels=32,
+        channels=16,
         downsample=False,
+        prediction_blocks=0,
         reduced_channels=8,
         lstm_hidden=128,
         head_hidden=64,

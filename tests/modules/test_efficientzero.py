@@ -1,0 +1,150 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from lightning.pytorch.loggers import CSVLogger
+
+from xtra.datamodules.online import OnlineReplayDataModule
+from xtra.mcts import MCTSConfig
+from xtra.modules.efficientzero import EfficientZeroModule
+from xtra.replay import Replay
+
+TINY_NET = {"lstm_hidden": 16, "projection_hidden": 32, "projection_out": 32, "predictor_hidden": 16}
+
+
+def tiny(task="minatar/breakout", **data_kw):
+    dm = OnlineReplayDataModule(
+        task, num_envs=4, env_steps=data_kw.pop("env_steps", 400), warmup_steps=data_kw.pop("warmup_steps", 64),
+        update_to_data=1.0, batch_size=8, segment_length=20, seed=3, **data_kw,
+    )  # fmt: skip
+    network = "minatar" if task.startswith("minatar") else "efficientzero"
+    overrides = (
+        TINY_NET
+        if network == "minatar"
+        else {"lstm_hidden": 16, "projection_hidden": 32, "projection_out": 32, "predictor_hidden": 16}
+    )
+    module = EfficientZeroModule(
+        dm.obs_shape, dm.num_actions, network=network, network_overrides=overrides,
+        mcts=MCTSConfig(num_simulations=4), unroll_steps=3, td_steps=3, reanalyse_fraction=0.5,
+        optimizer="adam", lr=1e-3, lr_warmup_steps=5, target_update_interval=5, actor_update_interval=5,
+        augmentation=not task.startswith("minatar"), seed=3,
+    )  # fmt: skip
+    return module, dm
+
+
+def trainer(tmp_path, max_steps, **kw):
+    return L.Trainer(
+        max_steps=max_steps, accelerator="cpu", devices=1, logger=CSVLogger(tmp_path, name="log"),
+        enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=1, default_root_dir=tmp_path, **kw,
+    )  # fmt: skip
+
+
+def test_short_fit_logs_every_loss_term(tmp_path):
+    module, dm = tiny()
+    trainer(tmp_path, 12, enable_checkpointing=False).fit(module, dm)
+    metrics = (tmp_path / "log" / "version_0" / "metrics.csv").read_text().splitlines()[0].split(",")
+    for term in ("loss/value", "loss/policy", "loss/value_prefix", "loss/consistency", "loss/total",
+                 "train/lr", "train/priority_mean", "targets/value_mean", "mcts/reanalyse_root_value",
+                 "data/env_steps"):  # fmt: skip
+        assert term in metrics, term
+    assert dm.collector.env_steps >= 64 + 12
+    assert module.global_step == 12
+
+
+def test_atari_smoke_fit_through_the_ale(tmp_path):
+    module, dm = tiny("atari/Pong", env_steps=120, warmup_steps=40)
+    trainer(tmp_path, 4, enable_checkpointing=False).fit(module, dm)
+    assert module.global_step == 4 and dm.collector.env_steps >= 44
+    assert dm.replay.frames.shape[1:] == (3, 96, 96)
+
+
+def test_checkpoint_resume_restores_replay_step_and_optimiser(tmp_path):
+    module, dm = tiny()
+    t = trainer(tmp_path, 10, enable_checkpointing=False)
+    t.fit(module, dm)
+    ckpt = tmp_path / "step10.ckpt"
+    t.save_checkpoint(ckpt)
+    assert (tmp_path / "replay").is_dir()
+
+    module2, dm2 = tiny()
+    t2 = trainer(tmp_path / "resumed", 10, enable_checkpointing=False)
+    t2.fit(module2, dm2, ckpt_path=ckpt)
+    assert t2.global_step == 10
+    for name in ("frames", "actions", "rewards", "policies", "priorities", "segment_start", "terminal"):
+        np.testing.assert_array_equal(
+            getattr(dm2.replay, name)[: dm.replay.head], getattr(dm.replay, name)[: dm.replay.head]
+        )
+    assert dm2.replay.head == dm.replay.head and dm2.collector.env_steps == dm.collector.env_steps
+    s1, s2 = module.optimizers().optimizer.state_dict(), module2.optimizers().optimizer.state_dict()
+    for k in s1["state"]:
+        for name in ("exp_avg", "exp_avg_sq"):
+            torch.testing.assert_close(s1["state"][k][name], s2["state"][k][name])
+    for p1, p2 in zip(module.parameters(), module2.parameters(), strict=True):
+        torch.testing.assert_close(p1, p2)
+    # and training continues from there
+    t3 = trainer(tmp_path / "continued", 14, enable_checkpointing=False)
+    module3, dm3 = tiny()
+    t3.fit(module3, dm3, ckpt_path=ckpt)
+    assert t3.global_step == 14
+
+
+def test_checkpoint_of_another_network_size_is_refused(tmp_path):
+    module, dm = tiny()
+    t = trainer(tmp_path, 2, enable_checkpointing=False)
+    t.fit(module, dm)
+    t.save_checkpoint(tmp_path / "a.ckpt")
+    _, dm2 = tiny()
+    other = EfficientZeroModule(dm2.obs_shape, dm2.num_actions, network="minatar",
+                                network_overrides={**TINY_NET, "lstm_hidden": 24})  # fmt: skip
+    with pytest.raises(ValueError, match="differs from this model"):
+        trainer(tmp_path / "b", 4, enable_checkpointing=False).fit(other, dm2, ckpt_path=tmp_path / "a.ckpt")
+
+
+def test_save_dataset_at_the_end(tmp_path):
+    module, dm = tiny(save_dataset=str(tmp_path / "dataset"))
+    trainer(tmp_path, 3, enable_checkpointing=False).fit(module, dm)
+    replay, manifest = Replay.load(tmp_path / "dataset")
+    assert manifest["task_id"] == "minatar/breakout" and manifest["source"]["kind"] == "online"
+    assert manifest["counts"]["steps"] == dm.replay.num_steps_added
+    assert len(replay) == len(dm.replay)
+
+
+def _cli(*args, cwd):
+    config = Path(__file__).parents[2] / "configs/minatar/efficientzero.yaml"
+    cmd = [sys.executable, "-m", "xtra.cli", "fit", "-c", str(config),
+           "--trainer.enable_progress_bar=false", *args]  # fmt: skip
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+SMALL = ["--data.env_steps=300", "--data.warmup_steps=64", "--data.num_envs=4", "--data.batch_size=8",
+         "--model.init_args.mcts.num_simulations=4", "--model.init_args.network_overrides.lstm_hidden=16",
+         "--trainer.callbacks=[]", "--trainer.log_every_n_steps=1"]  # fmt: skip
+
+
+def test_cli_fit_and_resume_from_last(tmp_path):
+    run = _cli("--trainer.max_steps=6", f"--trainer.default_root_dir={tmp_path}", *SMALL,
+               "--trainer.callbacks+=ModelCheckpoint", "--trainer.callbacks.save_last=true",
+               "--trainer.callbacks.every_n_train_steps=3", cwd=tmp_path)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    last = list(tmp_path.rglob("last.ckpt"))
+    assert last, run.stderr[-2000:]
+    run = _cli("--trainer.max_steps=9", f"--trainer.default_root_dir={tmp_path}", *SMALL,
+               "--trainer.callbacks+=ModelCheckpoint", "--trainer.callbacks.save_last=true",
+               "--trainer.callbacks.every_n_train_steps=3", f"--ckpt_path={last[0]}", cwd=tmp_path)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "Restored all states" in run.stderr or "Restoring states" in run.stderr
+
+
+def test_ddp_two_processes_on_cpu_each_rank_its_own_envs(tmp_path):
+    run = _cli("--trainer.max_steps=3", "--trainer.strategy=ddp", "--trainer.devices=2", "--trainer.accelerator=cpu",
+               f"--trainer.default_root_dir={tmp_path}", f"--data.save_dataset={tmp_path / 'ds'}", *SMALL,
+               cwd=tmp_path)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    r0, _ = Replay.load(tmp_path / "ds-rank0")
+    r1, _ = Replay.load(tmp_path / "ds-rank1")
+    n = min(r0.head, r1.head)
+    assert not np.array_equal(r0.frames[:n], r1.frames[:n])

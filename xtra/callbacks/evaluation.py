@@ -1,0 +1,114 @@
+"""Evaluation episodes during and after training: greedy MCTS, raw game scores, normalised scores on Atari."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+from lightning.pytorch.utilities import rank_zero_only
+
+from xtra.collector import evaluate
+from xtra.envs import EnvOptions
+from xtra.modules.efficientzero import make_actor
+from xtra.scores import human_normalized
+
+
+class Evaluation(L.Callback):
+    """Play ``episodes`` greedy episodes every ``every_n_steps`` updates and when training ends (rank 0).
+
+    Args:
+        task_ids: games to evaluate (default: the datamodule's task).
+        episodes: episodes per game (Atari protocol: 32).
+        seed: evaluation games' seed, independent of the training seed so every checkpoint sees the same games.
+        max_episode_steps: cap per episode (default: the environment's own).
+        env_options: evaluation protocol (default: the datamodule's; episodic life is never applied).
+    Each evaluation's per-episode returns are written to ``<log_dir>/eval/step<N>.json``.
+    """
+
+    def __init__(
+        self,
+        every_n_steps: int = 10_000,
+        episodes: int = 32,
+        seed: int = 0,
+        task_ids: list[str] | None = None,
+        max_episode_steps: int | None = None,
+        env_options: EnvOptions | None = None,
+        at_end: bool = True,
+    ) -> None:
+        self.every_n_steps = every_n_steps
+        self.episodes = episodes
+        self.seed = seed
+        self.task_ids = task_ids
+        self.max_episode_steps = max_episode_steps
+        self.env_options = env_options
+        self.at_end = at_end
+        self.last_return: float | None = None
+        self.history: list[dict] = []
+
+    def _tasks(self, trainer: L.Trainer) -> list[str]:
+        if self.task_ids:
+            return list(self.task_ids)
+        return [trainer.datamodule.task_id]
+
+    def _options(self, trainer: L.Trainer) -> EnvOptions | None:
+        return self.env_options if self.env_options is not None else getattr(trainer.datamodule, "env_options", None)
+
+    def run(self, trainer: L.Trainer, module: L.LightningModule) -> dict[str, float]:
+        was_training = module.net.training
+        module.net.eval()
+        metrics: dict[str, float] = {}
+        record = {"global_step": trainer.global_step, "returns": {}}
+        try:
+            for task in self._tasks(trainer):
+                actor = make_actor(module.net, module.search, module.device, module.action_ids_for(task))
+                returns = evaluate(
+                    actor, task, self.episodes, self.seed, self._options(trainer), self.max_episode_steps
+                )
+                game = task.split("/", 1)[1]
+                mean = float(np.mean(returns))
+                metrics[f"eval/return/{game}"] = mean
+                metrics[f"eval/return_std/{game}"] = float(np.std(returns))
+                hns = human_normalized(task, mean)
+                if hns is not None:
+                    metrics[f"eval/hns/{game}"] = hns
+                record["returns"][task] = returns.tolist()
+        finally:
+            module.net.train(was_training)
+        games = [k for k in metrics if k.startswith("eval/return/")]
+        metrics["eval/return_mean"] = float(np.mean([metrics[k] for k in games]))
+        self.last_return = metrics["eval/return_mean"]
+        self.history.append({**record, "metrics": metrics})
+        if trainer.logger is not None:
+            trainer.logger.log_metrics(metrics, step=trainer.global_step)
+        self._write(trainer, record)
+        return metrics
+
+    def _write(self, trainer: L.Trainer, record: dict) -> None:
+        base = trainer.log_dir or trainer.default_root_dir
+        out = Path(base) / "eval"
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = out / f".step{record['global_step']}.json.tmp"
+        tmp.write_text(json.dumps(record))
+        os.replace(tmp, out / f"step{record['global_step']}.json")
+
+    @rank_zero_only
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step
+        if self.every_n_steps and step > 0 and step % self.every_n_steps == 0:
+            self.run(trainer, pl_module)
+        if self.last_return is not None:
+            pl_module.log("eval_return", self.last_return, prog_bar=True, rank_zero_only=True, batch_size=1)
+
+    @rank_zero_only
+    def on_train_end(self, trainer, pl_module) -> None:
+        if self.at_end and (not self.history or self.history[-1]["global_step"] != trainer.global_step):
+            self.run(trainer, pl_module)
+
+    def state_dict(self) -> dict:
+        return {"last_return": self.last_return}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.last_return = state_dict.get("last_return")

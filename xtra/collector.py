@@ -1,0 +1,165 @@
+"""Acting: n environments stepped together by one batched MCTS per step, trajectories pushed into replay.
+
+The collector knows environments and replay, not networks: it calls an ``Actor`` (built by the LightningModule
+from a snapshot of its weights) that maps a batch of observations to actions, search values and visit
+distributions. Evaluation episodes use the same path without noise and with greedy actions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from xtra.envs import EnvOptions, VectorEnv
+from xtra.replay import Replay
+
+# actor(obs [n, stack·C, H, W] uint8, rng or None for greedy evaluation, temperature)
+#   -> (actions [n], root values [n], visit distributions [n, A])
+Actor = Callable[[np.ndarray, np.random.Generator | None, float], tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
+@dataclass
+class _Trajectory:
+    frames: list[np.ndarray] = field(default_factory=list)
+    context: int = 0
+    actions: list[int] = field(default_factory=list)
+    rewards: list[float] = field(default_factory=list)
+    root_values: list[float] = field(default_factory=list)
+    policies: list[np.ndarray] = field(default_factory=list)
+    step_index: list[int] = field(default_factory=list)
+
+
+class Collector:
+    """Steps ``num_envs`` games of one task and writes their trajectories into ``replay`` in segments."""
+
+    def __init__(
+        self,
+        task_id: str,
+        replay: Replay,
+        num_envs: int = 8,
+        seed: int = 0,
+        rank: int = 0,
+        env_options: EnvOptions | None = None,
+        segment_length: int = 200,
+        clip_rewards: bool = True,
+    ) -> None:
+        self.env = VectorEnv(task_id, num_envs, seed=seed, rank=rank, training=True, options=env_options)
+        self.replay = replay
+        self.num_envs = num_envs
+        self.segment_length = segment_length
+        self.clip_rewards = clip_rewards
+        self.rng = np.random.default_rng(np.random.SeedSequence([seed, rank, 1]))
+        self.env_steps = 0
+        self.episode_returns: list[float] = []
+        self.episode_lengths: list[int] = []
+        self._obs = self.env.reset()
+        self._traj = [_Trajectory(frames=[self._newest(i)]) for i in range(num_envs)]
+
+    @property
+    def spec(self):
+        return self.env.spec
+
+    def _newest(self, i: int) -> np.ndarray:
+        c = self.spec.frame_shape[0]
+        return self._obs[i, -c:].copy()
+
+    def _flush(self, i: int, terminal: bool, continue_episode: bool) -> None:
+        tr = self._traj[i]
+        if tr.actions:
+            self.replay.add_segment(
+                frames=np.stack(tr.frames),
+                actions=np.asarray(tr.actions, dtype=np.int64),
+                rewards=np.asarray(tr.rewards, dtype=np.float32),
+                root_values=np.asarray(tr.root_values, dtype=np.float32),
+                policies=np.stack(tr.policies),
+                step_index=np.asarray(tr.step_index, dtype=np.int64),
+                terminal=terminal,
+                context=tr.context,
+            )
+        if continue_episode:
+            keep = tr.frames[-self.spec.frame_stack :]
+            self._traj[i] = _Trajectory(frames=list(keep), context=len(keep) - 1)
+
+    def collect(self, num_steps: int, actor: Actor | None, temperature: float = 1.0) -> dict[str, float]:
+        """Play at least ``num_steps`` env steps (whole vector steps); ``actor=None`` acts uniformly at random."""
+        num_actions = self.spec.num_actions
+        done_steps = 0
+        while done_steps < num_steps:
+            if actor is None:
+                actions = self.rng.integers(0, num_actions, size=self.num_envs)
+                values = np.zeros(self.num_envs, dtype=np.float32)
+                policies = np.full((self.num_envs, num_actions), 1.0 / num_actions, dtype=np.float32)
+            else:
+                actions, values, policies = actor(self._obs, self.rng, temperature)
+            step = self.env.step(actions)
+            rewards = np.sign(step.reward) if self.clip_rewards else step.reward
+            for i in range(self.num_envs):
+                tr = self._traj[i]
+                tr.actions.append(int(actions[i]))
+                tr.rewards.append(float(rewards[i]))
+                tr.root_values.append(float(values[i]))
+                tr.policies.append(policies[i])
+                tr.step_index.append(self.env_steps + i)
+                if step.done[i]:
+                    tr.frames.append(step.last_frame[i])
+                    self._flush(i, terminal=bool(step.terminated[i]), continue_episode=False)
+                    self._traj[i] = _Trajectory(frames=[step.frame[i]])
+                else:
+                    tr.frames.append(step.frame[i])
+                    if len(tr.actions) >= self.segment_length:
+                        self._flush(i, terminal=False, continue_episode=True)
+                if np.isfinite(step.game_return[i]):
+                    self.episode_returns.append(float(step.game_return[i]))
+                    self.episode_lengths.append(int(step.game_length[i]))
+            self._obs = step.obs
+            self.env_steps += self.num_envs
+            done_steps += self.num_envs
+        return {"env_steps": float(self.env_steps)}
+
+    def pop_episode_stats(self) -> tuple[list[float], list[int]]:
+        returns, lengths = self.episode_returns, self.episode_lengths
+        self.episode_returns, self.episode_lengths = [], []
+        return returns, lengths
+
+
+def evaluate(
+    actor: Actor,
+    task_id: str,
+    episodes: int = 32,
+    seed: int = 0,
+    env_options: EnvOptions | None = None,
+    max_steps: int | None = None,
+    batch: int | None = None,
+) -> np.ndarray:
+    """Raw game returns of ``episodes`` greedy episodes (no noise, most-visited action, no episodic life).
+
+    Episodes run ``batch`` at a time (default: all at once); each uses its own seed derived from ``seed``, which
+    is independent of the training seed so that every checkpoint is scored on the same games.
+    """
+    batch = min(batch or episodes, episodes)
+    returns: list[float] = []
+    wave = 0
+    while len(returns) < episodes:
+        n = min(batch, episodes - len(returns))
+        env = VectorEnv(task_id, n, seed=seed, rank=10_000 + wave, training=False, options=env_options)
+        obs = env.reset()
+        finished = np.full(n, np.nan)
+        steps = 0
+        while np.isnan(finished).any():
+            actions, _, _ = actor(obs, None, 0.0)
+            step = env.step(actions)
+            obs = step.obs
+            steps += 1
+            newly = np.isnan(finished) & np.isfinite(step.game_return)
+            finished[newly] = step.game_return[newly]
+            if max_steps is not None and steps >= max_steps:
+                break
+        if max_steps is not None:
+            # Episodes cut by ``max_steps`` count with the score reached so far.
+            partial = np.isnan(finished)
+            finished[partial] = env._game_return[partial]
+        returns.extend(finished.tolist())
+        wave += 1
+    return np.asarray(returns[:episodes])

@@ -1,0 +1,243 @@
+"""OnlineReplayDataModule: collection interleaved with training at a fixed replay ratio, prioritised sampling.
+
+The schedule is deterministic: after u updates the collector has played ``warmup_steps + u / update_to_data``
+env steps (capped at ``env_steps``), whatever the speed of the hardware, so a laptop and a GPU node learn the
+same curve from the same seed. The first ``warmup_steps`` are played uniformly at random (EfficientZero).
+
+Checkpoints: the replay is written next to the checkpoint as a dataset directory (per rank) and found again
+from the checkpoint on resume; counters and RNG states travel inside the checkpoint itself.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset
+
+from xtra.collector import Collector
+from xtra.envs import EnvOptions, EnvSpec, env_spec
+from xtra.replay import Replay, SampledWindows
+
+
+def windows_to_tensors(w: SampledWindows, pin: bool = False) -> dict[str, torch.Tensor]:
+    out = {
+        "frames": torch.from_numpy(w.frames),
+        "actions": torch.from_numpy(w.actions),
+        "rewards": torch.from_numpy(w.rewards),
+        "policies": torch.from_numpy(w.policies),
+        "root_values": torch.from_numpy(w.root_values),
+        "steps_left": torch.from_numpy(w.steps_left),
+        "terminal": torch.from_numpy(w.terminal),
+        "age": torch.from_numpy(w.age),
+        "weights": torch.from_numpy(w.weights),
+        "rows": torch.from_numpy(w.rows),
+    }
+    if pin:
+        out = {k: v.pin_memory() for k, v in out.items()}
+    return out
+
+
+class _Stream(IterableDataset):
+    """Endless batches: before each one, the owner collects the env steps that the schedule asks for."""
+
+    def __init__(self, owner: OnlineReplayDataModule) -> None:
+        self.owner = owner
+
+    def __iter__(self):
+        while True:
+            yield self.owner.next_batch()
+
+
+class OnlineReplayDataModule(L.LightningDataModule):
+    """Owns the environments, the collector and the replay of one task (one of each per DDP rank).
+
+    Args:
+        task_id: ``atari/<Game>`` or ``minatar/<game>``.
+        env_options: the environment protocol (see :class:`xtra.envs.EnvOptions`).
+        num_envs: environments stepped together (one batched search per step).
+        env_steps: the interaction budget per rank.
+        warmup_steps: random-policy steps before learning starts.
+        update_to_data: updates per env step while collecting (EfficientZero ≈ 1).
+        batch_size: samples per update.
+        segment_length: steps after which an in-progress episode is flushed to the replay.
+        replay_capacity: rows kept (default: everything the budget can produce).
+        priority_beta: importance-sampling exponent at the start; it grows linearly to 1 at ``max_steps``.
+        save_dataset: write the replay as an offline dataset here when fit ends.
+        seed: base seed; each rank's envs and sampler derive their own streams from (seed, rank).
+    """
+
+    def __init__(
+        self,
+        task_id: str = "minatar/breakout",
+        env_options: EnvOptions | None = None,
+        num_envs: int = 8,
+        env_steps: int = 100_000,
+        warmup_steps: int = 2_000,
+        update_to_data: float = 1.0,
+        batch_size: int = 256,
+        segment_length: int = 200,
+        replay_capacity: int | None = None,
+        clip_rewards: bool = True,
+        priority_beta: float = 0.4,
+        save_dataset: str | None = None,
+        keep_replay_snapshots: int = 2,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if update_to_data <= 0:
+            raise ValueError(f"update_to_data must be positive, got {update_to_data}")
+        self.task_id = task_id
+        self.env_options = env_options
+        self.spec: EnvSpec = env_spec(task_id, env_options)
+        self.num_envs = num_envs
+        self.env_steps_budget = env_steps
+        self.warmup_steps = warmup_steps
+        self.update_to_data = update_to_data
+        self.batch_size = batch_size
+        self.segment_length = segment_length
+        self.replay_capacity = replay_capacity or int(env_steps * (1 + 2 / segment_length) + 2 * num_envs * 16) + 64
+        self.clip_rewards = clip_rewards
+        self.priority_beta = priority_beta
+        self.save_dataset = save_dataset
+        self.keep_replay_snapshots = keep_replay_snapshots
+        self.seed = seed
+        self.replay: Replay | None = None
+        self.collector: Collector | None = None
+        self.rng: np.random.Generator | None = None
+        self._stats: dict[str, float] = {}
+
+    # the network is built from these (linked by the CLI)
+    @property
+    def obs_shape(self) -> tuple[int, int, int]:
+        return self.spec.obs_shape
+
+    @property
+    def num_actions(self) -> int:
+        return self.spec.num_actions
+
+    def _rank(self) -> int:
+        return self.trainer.global_rank if self.trainer is not None else 0
+
+    def setup(self, stage: str) -> None:
+        if self.replay is not None:
+            return
+        rank = self._rank()
+        self.replay = Replay(self.replay_capacity, self.spec.frame_shape, self.spec.num_actions, self.spec.frame_stack)
+        self.collector = Collector(
+            self.task_id, self.replay, self.num_envs, self.seed, rank, self.env_options,
+            self.segment_length, self.clip_rewards,
+        )  # fmt: skip
+        self.rng = np.random.default_rng(np.random.SeedSequence([self.seed, rank, 2]))
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(_Stream(self), batch_size=None, num_workers=0)
+
+    # ---------------------------------------------------------------- schedule
+    def _module(self):
+        return self.trainer.lightning_module
+
+    def target_env_steps(self, updates: int) -> int:
+        return min(self.env_steps_budget, self.warmup_steps + int(updates / self.update_to_data))
+
+    def next_batch(self) -> dict[str, torch.Tensor]:
+        module = self._module()
+        updates = module.global_step
+        due = self.target_env_steps(updates) - self.collector.env_steps
+        if due > 0:
+            random_phase = self.collector.env_steps < self.warmup_steps
+            actor = None if random_phase else module.actor()
+            steps = min(due, self.warmup_steps - self.collector.env_steps) if random_phase else due
+            self.collector.collect(steps, actor, module.temperature())
+            returns, lengths = self.collector.pop_episode_stats()
+            if returns:
+                self._stats["data/episode_return"] = float(np.mean(returns))
+                self._stats["data/episode_length"] = float(np.mean(lengths))
+            if self.collector.env_steps < self.target_env_steps(updates):
+                return self.next_batch()
+        while self.replay.num_steps_added == 0:  # nothing flushed yet: segments are still being played
+            self.collector.collect(
+                self.num_envs, None if self.collector.env_steps < self.warmup_steps else module.actor()
+            )
+        self._stats["data/env_steps"] = float(self.collector.env_steps)
+        self._stats["data/replay_steps"] = float(self.replay.num_steps_added)
+        self._stats["data/updates_per_env_step"] = updates / max(self.collector.env_steps, 1)
+        max_steps = max(self.trainer.max_steps, 1)
+        beta = self.priority_beta + (1.0 - self.priority_beta) * min(updates / max_steps, 1.0)
+        sampling = module.sampling
+        windows = self.replay.sample(
+            self.batch_size, sampling["unroll_steps"], sampling["td_steps"], self.rng, beta, self.collector.env_steps
+        )
+        on_cuda = self.trainer.strategy.root_device.type == "cuda"
+        return windows_to_tensors(windows, pin=on_cuda)
+
+    def update_priorities(self, rows: np.ndarray, priorities: np.ndarray) -> None:
+        self.replay.update_priorities(rows, priorities)
+
+    def pop_stats(self) -> dict[str, float]:
+        stats, self._stats = self._stats, {}
+        return stats
+
+    # ---------------------------------------------------------------- state
+    def _snapshot_root(self) -> Path:
+        cb = self.trainer.checkpoint_callback
+        base = Path(cb.dirpath) if cb is not None and cb.dirpath else Path(self.trainer.default_root_dir)
+        return base / "replay"
+
+    def state_dict(self) -> dict[str, Any]:
+        if self.replay is None:
+            return {}
+        rank = self._rank()
+        step = self.trainer.global_step if self.trainer is not None else 0
+        root = self._snapshot_root()
+        path = root / f"rank{rank}-step{step}"
+        self.replay.save(path, self.task_id, source={"kind": "checkpoint", "rank": rank, "global_step": step},
+                         action_ids=self.spec.action_ids)  # fmt: skip
+        snapshots = sorted(
+            (p for p in root.glob(f"rank{rank}-step*") if re.fullmatch(rf"rank{rank}-step\d+", p.name)),
+            key=lambda p: int(p.name.rsplit("step", 1)[1]),
+        )
+        for old in snapshots[: -self.keep_replay_snapshots]:
+            shutil.rmtree(old, ignore_errors=True)
+        return {
+            "replay_dir": str(path.resolve()),
+            "env_steps": self.collector.env_steps,
+            "sampler_rng": self.rng.bit_generator.state,
+            "collector_rng": self.collector.rng.bit_generator.state,
+            "task_id": self.task_id,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if not state:
+            return
+        if state.get("task_id") != self.task_id:
+            raise ValueError(f"checkpoint was trained on {state.get('task_id')!r}, this run is for {self.task_id!r}")
+        self.setup("fit")
+        path = Path(state["replay_dir"])
+        if not path.exists():
+            raise FileNotFoundError(
+                f"the replay saved with this checkpoint is missing ({path}); it lives next to the checkpoint under "
+                "replay/ and must be copied along with it"
+            )
+        self.replay, _ = Replay.load(path, capacity=self.replay_capacity)
+        self.collector.replay = self.replay
+        self.collector.env_steps = int(state["env_steps"])
+        self.rng.bit_generator.state = state["sampler_rng"]
+        self.collector.rng.bit_generator.state = state["collector_rng"]
+
+    def teardown(self, stage: str) -> None:
+        if stage == "fit" and self.save_dataset and self.replay is not None:
+            world = self.trainer.world_size if self.trainer is not None else 1
+            path = Path(self.save_dataset)
+            if world > 1:
+                path = path.with_name(f"{path.name}-rank{self._rank()}")
+            self.replay.save(
+                path, self.task_id, action_ids=self.spec.action_ids,
+                source={"kind": "online", "seed": self.seed, "rank": self._rank(),
+                        "env_steps": self.collector.env_steps, "task_id": self.task_id},
+            )  # fmt: skip

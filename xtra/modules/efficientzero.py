@@ -1,0 +1,312 @@
+"""EfficientZeroModule: the shared EfficientZero learner (online baseline; the base of teacher, student, finetuner).
+
+Targets are computed here, on the device, once a raw replay window arrives (``on_after_batch_transfer``):
+value targets bootstrap from the *target* network, policy targets for the reanalysed share of the batch come
+from a fresh MCTS of the target network. The data layer never sees a model; it gets an ``Actor`` (a frozen
+snapshot of the weights plus MCTS) from :meth:`actor` when it needs to act.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict
+from typing import Any, Literal
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from xtra.losses import LossWeights, UnrollTargets, efficientzero_loss
+from xtra.mcts import BatchedMCTS, MCTSConfig, run_mcts, select_actions
+from xtra.network import EfficientZeroNet, network_config
+from xtra.targets import plan_values, position_masks, stack_frames, td_steps, value_prefix_targets, value_targets
+
+
+def random_shift(x: torch.Tensor, pad: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Replicate-pad by ``pad`` pixels and crop back at a random offset per sample (DrQ / EfficientZero)."""
+    n, _, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad), mode="replicate")
+    dx = torch.randint(0, 2 * pad + 1, (n,), device=x.device, generator=generator)
+    dy = torch.randint(0, 2 * pad + 1, (n,), device=x.device, generator=generator)
+    rows = (dy[:, None] + torch.arange(h, device=x.device)[None])[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(w, device=x.device)[None])[:, None, None, :]
+    idx = torch.arange(n, device=x.device)[:, None, None, None]
+    ch = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
+    return padded[idx, ch, rows, cols]
+
+
+def augment(obs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Random shift (4 px) then intensity ×(1 + 0.05·clip(N(0,1), −2, 2)), per observation stack."""
+    shape = obs.shape
+    x = obs.reshape(-1, *shape[-3:]).float() / 255.0
+    x = random_shift(x, 4, generator)
+    noise = torch.randn(x.shape[0], 1, 1, 1, device=x.device, generator=generator).clamp(-2, 2)
+    return (x * (1.0 + 0.05 * noise)).reshape(shape)
+
+
+class EfficientZeroModule(L.LightningModule):
+    """EfficientZero on one task.
+
+    Args:
+        obs_shape, num_actions: linked from the datamodule (the stacked observation and the action count).
+        network: a preset of :data:`xtra.network.PRESETS`; ``network_overrides`` changes single fields.
+        mcts: search settings for acting and reanalyse (the discount is ``discount``, not ``mcts.discount``).
+        unroll_steps, td_steps: K and the largest n of the n-step value targets.
+        td_decay_env_steps: data older than this many env steps loses one TD step per multiple (EZ: 30 000);
+            ``None`` keeps n fixed.
+        reanalyse_fraction: share of each batch whose policy targets come from a fresh target-network MCTS
+            (EZ: 0.99); the rest use the policies stored at collection.
+        optimizer: ``sgd`` (EZ: momentum 0.9, lr 0.2 warmed up over ``lr_warmup_steps``, ×``lr_decay_rate``
+            every ``lr_decay_steps``) or ``adam``.
+        target_update_interval / actor_update_interval: updates between refreshes of the reanalyse target
+            network and of the acting snapshot (EZ: 200 / 100).
+        augmentation: random shift + intensity on training observations (Atari).
+    """
+
+    def __init__(
+        self,
+        obs_shape: tuple[int, int, int] = (12, 96, 96),
+        num_actions: int = 18,
+        network: str = "efficientzero",
+        network_overrides: dict[str, Any] | None = None,
+        mcts: MCTSConfig = MCTSConfig(),
+        discount: float = 0.997**4,
+        unroll_steps: int = 5,
+        td_steps: int = 5,
+        td_decay_env_steps: int | None = 30_000,
+        value_prefix_horizon: int = 5,
+        loss_weights: LossWeights = LossWeights(),
+        reanalyse_fraction: float = 0.99,
+        optimizer: Literal["sgd", "adam"] = "sgd",
+        lr: float = 0.2,
+        lr_warmup_steps: int = 1_000,
+        lr_decay_steps: int = 100_000,
+        lr_decay_rate: float = 0.1,
+        momentum: float = 0.9,
+        weight_decay: float = 1e-4,
+        max_grad_norm: float = 5.0,
+        target_update_interval: int = 200,
+        actor_update_interval: int = 100,
+        augmentation: bool = True,
+        temperature_schedule: tuple[float, float, float] = (1.0, 0.5, 0.25),
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.hparams["mcts"] = asdict(mcts)
+        self.hparams["loss_weights"] = asdict(loss_weights)
+        self.automatic_optimization = False
+        self.net = EfficientZeroNet(tuple(obs_shape), num_actions, network_config(network, **(network_overrides or {})))
+        self.target_net = self._frozen_copy()
+        self._snapshot: dict[str, Any] = {"net": None, "step": -1}  # a dict: not a registered submodule
+        self.mcts_config = MCTSConfig(**{**asdict(mcts), "discount": discount})
+        self.search = BatchedMCTS(self.mcts_config)
+        self.loss_weights = loss_weights
+        self.frame_stack = 1  # set from the datamodule's spec in setup()
+        self.rng = np.random.default_rng(np.random.SeedSequence([seed, 7]))
+        self.action_ids: torch.Tensor | None = None
+
+    # ---------------------------------------------------------------- plumbing
+    def _frozen_copy(self) -> EfficientZeroNet:
+        clone = copy.deepcopy(self.net).eval()
+        for p in clone.parameters():
+            p.requires_grad_(False)
+        return clone
+
+    def setup(self, stage: str) -> None:
+        dm = getattr(self.trainer, "datamodule", None)
+        if dm is not None and hasattr(dm, "spec"):
+            spec = dm.spec
+            if tuple(spec.obs_shape) != tuple(self.net.obs_shape) or spec.num_actions != self.net.num_actions:
+                raise ValueError(
+                    f"the model is built for observations {self.net.obs_shape} and {self.net.num_actions} actions, "
+                    f"but the data of {spec.task_id} has {spec.obs_shape} and {spec.num_actions}: set "
+                    "model.obs_shape / model.num_actions to match (the CLI links them from the data)"
+                )
+            self.frame_stack = spec.frame_stack
+        self.rng = np.random.default_rng(np.random.SeedSequence([self.hparams.seed, 7, self.global_rank]))
+
+    @property
+    def sampling(self) -> dict[str, int]:
+        """What the data layer must gather per sample."""
+        return {"unroll_steps": self.hparams.unroll_steps, "td_steps": self.hparams.td_steps}
+
+    def temperature(self) -> float:
+        """Visit-count temperature for acting: EZ's 1 → 0.5 → 0.25 at 50 % and 75 % of training."""
+        total = max(self.trainer.max_steps, 1) if self._trainer is not None else 1
+        frac = self.global_step / total
+        hi, mid, lo = self.hparams.temperature_schedule
+        return hi if frac < 0.5 else mid if frac < 0.75 else lo
+
+    def action_ids_for(self, task_id: str) -> torch.Tensor | None:
+        """Map a game's own actions into this network's action space (None when the two coincide)."""
+        from xtra.envs import env_spec
+
+        options = getattr(getattr(self.trainer, "datamodule", None), "env_options", None) if self._trainer else None
+        spec = env_spec(task_id, options)
+        if spec.num_actions == self.net.num_actions:
+            return None
+        if max(spec.action_ids) >= self.net.num_actions:
+            raise ValueError(f"{task_id} uses actions {spec.action_ids}, outside this network's {self.net.num_actions}")
+        return torch.tensor(spec.action_ids, device=self.device)
+
+    def actor(self):
+        """A greedy-or-sampling MCTS actor over a snapshot of the weights refreshed every ``actor_update_interval``."""
+        snap = self._snapshot
+        if snap["net"] is None or self.global_step - snap["step"] >= self.hparams.actor_update_interval:
+            if snap["net"] is None:
+                snap["net"] = self._frozen_copy()
+            snap["net"].load_state_dict(self.net.state_dict())
+            snap["net"].eval()
+            snap["step"] = self.global_step
+        return make_actor(snap["net"], self.search, self.device)
+
+    # ---------------------------------------------------------------- targets
+    @torch.no_grad()
+    def on_after_batch_transfer(self, batch: dict[str, torch.Tensor], dataloader_idx: int) -> dict[str, Any]:
+        if not isinstance(batch, dict) or "frames" not in batch:
+            return batch
+        return self.prepare_batch(batch, self.target_net)
+
+    @torch.no_grad()
+    def prepare_batch(self, batch: dict[str, torch.Tensor], target_net: EfficientZeroNet) -> dict[str, Any]:
+        """Observation stacks, actions and all targets for a raw window batch, using ``target_net``."""
+        hp = self.hparams
+        k = hp.unroll_steps
+        frames = batch["frames"]
+        b = frames.shape[0]
+        stack = self.frame_stack
+        positions = torch.arange(k + 1, device=frames.device).expand(b, -1)
+        obs = stack_frames(frames, positions, stack)  # [B, K+1, stack·C, H, W]
+
+        n = td_steps(batch["age"], hp.td_steps, hp.td_decay_env_steps)
+        plan = plan_values(batch["rewards"], batch["steps_left"], batch["terminal"], n, k, hp.discount)
+        boot_obs = stack_frames(frames, plan.bootstrap_positions, stack).flatten(0, 1)
+        target_net.eval()
+        boot_values = target_net.scalar(target_net.initial_inference(boot_obs).value_logits).view(b, k + 1)
+        values = value_targets(plan, boot_values)
+
+        obs_mask, policy_mask = position_masks(batch["steps_left"], k)
+        prefixes, prefix_mask = value_prefix_targets(batch["rewards"], batch["steps_left"], k, hp.value_prefix_horizon)
+        policies = batch["policies"].clone()
+        n_re = int(round(b * hp.reanalyse_fraction))
+        stats = {}
+        if n_re > 0:
+            roots = obs[:n_re].flatten(0, 1)
+            result, _ = run_mcts(target_net, roots, self.search, self.rng, self.action_ids)
+            fresh = torch.from_numpy(result.policy).to(policies.device).view(n_re, k + 1, -1)
+            policies[:n_re] = fresh * policy_mask[:n_re, :, None]
+            stats["mcts/reanalyse_root_value"] = float(result.root_values.mean())
+        stats["targets/value_mean"] = float((values * obs_mask).sum() / obs_mask.sum())
+        stats["targets/td_steps_mean"] = float(n.float().mean())
+        targets = UnrollTargets(values, policies, prefixes, obs_mask, policy_mask, prefix_mask)
+        return {
+            "obs": obs,
+            "actions": batch["actions"],
+            "targets": targets,
+            "weights": batch["weights"],
+            "rows": batch["rows"],
+            "stats": stats,
+        }
+
+    # ---------------------------------------------------------------- training
+    def compute_loss(self, batch: dict[str, Any]):
+        obs = batch["obs"]
+        if self.hparams.augmentation:
+            obs = augment(obs)
+        return efficientzero_loss(
+            self.net,
+            obs,
+            batch["actions"],
+            batch["targets"],
+            batch["weights"],
+            self.hparams.value_prefix_horizon,
+            self.loss_weights,
+        )
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        opt = self.optimizers()
+        sched = self.lr_schedulers()
+        out = self.compute_loss(batch)
+        if not torch.isfinite(out.loss):
+            raise FloatingPointError(
+                f"non-finite loss at step {self.global_step} (terms: "
+                f"{ {k: float(v) for k, v in out.terms.items()} }); lower model.lr or check the data"
+            )
+        opt.zero_grad(set_to_none=True)
+        self.manual_backward(out.loss)
+        self.clip_gradients(opt, gradient_clip_val=self.hparams.max_grad_norm, gradient_clip_algorithm="norm")
+        opt.step()
+        sched.step()
+        self.after_update(batch, out)
+        return out.loss.detach()
+
+    def after_update(self, batch: dict[str, Any], out) -> None:
+        """Priorities back to the replay, network refreshes, logging."""
+        targets: UnrollTargets = batch["targets"]
+        priorities = (out.predicted_values[:, 0] - targets.values[:, 0]).abs() + 1e-6
+        dm = getattr(self.trainer, "datamodule", None)
+        if dm is not None and hasattr(dm, "update_priorities"):
+            dm.update_priorities(batch["rows"].cpu().numpy(), priorities.cpu().numpy())
+        step = self.global_step
+        if step % self.hparams.target_update_interval == 0:
+            self.target_net.load_state_dict(self.net.state_dict())
+        logs = {f"loss/{k}": v for k, v in out.terms.items()}
+        logs["train/lr"] = self.optimizers().param_groups[0]["lr"]
+        logs["train/priority_mean"] = float(priorities.mean())
+        logs["train/temperature"] = self.temperature()
+        logs.update(batch["stats"])
+        if dm is not None and hasattr(dm, "pop_stats"):
+            logs.update(dm.pop_stats())
+        self.log_dict(logs, on_step=True, prog_bar=False, batch_size=len(batch["rows"]))
+        if "data/env_steps" in logs:
+            self.log("env_steps", logs["data/env_steps"], prog_bar=True, on_step=True, batch_size=1)
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        params = [p for p in self.net.parameters() if p.requires_grad]
+        if hp.optimizer == "sgd":
+            opt = torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+        else:
+            opt = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
+
+        def schedule(step: int) -> float:
+            if step < hp.lr_warmup_steps:
+                return (step + 1) / hp.lr_warmup_steps
+            return hp.lr_decay_rate ** math.floor((step - hp.lr_warmup_steps) / hp.lr_decay_steps)
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["xtra"] = {
+            "network": self.net.describe(),
+            "rng": self.rng.bit_generator.state,
+            "format_version": 1,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint.get("xtra", {}).get("network")
+        if saved is not None and saved != self.net.describe():
+            raise ValueError(
+                f"checkpoint network {saved} differs from this model's {self.net.describe()}: use the config the "
+                "checkpoint was trained with (model.network / model.network_overrides / data.task_id)"
+            )
+        if "rng" in checkpoint.get("xtra", {}):
+            self.rng.bit_generator.state = checkpoint["xtra"]["rng"]
+
+
+def make_actor(
+    net: EfficientZeroNet, search: BatchedMCTS, device: torch.device, action_ids: torch.Tensor | None = None
+):
+    """An :data:`xtra.collector.Actor` that searches with ``net`` (noise and sampling when given an rng)."""
+
+    def act(obs: np.ndarray, rng: np.random.Generator | None, temperature: float):
+        obs_t = torch.from_numpy(obs).to(device)
+        result, _ = run_mcts(net, obs_t, search, rng, action_ids)
+        actions = select_actions(result.visit_counts, temperature, rng)
+        return actions, result.root_values.astype(np.float32), result.policy
+
+    return act

@@ -1,0 +1,78 @@
+"""Reference scores and normalisation for Atari, and robust aggregates over runs.
+
+Random and human scores are those of the Atari-100k literature (the table used by DER, SPR and EfficientZero,
+itself from the DQN papers); the games outside the 26-game Atari-100k set come from the same Atari-57 table.
+Games without a reference (e.g. Carnival, Pooyan) are reported as raw scores only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# game: (random, human)
+REFERENCE_SCORES: dict[str, tuple[float, float]] = {
+    "Alien": (227.8, 7127.7),
+    "Amidar": (5.8, 1719.5),
+    "Assault": (222.4, 742.0),
+    "Asterix": (210.0, 8503.3),
+    "BankHeist": (14.2, 753.1),
+    "BattleZone": (2360.0, 37187.5),
+    "Boxing": (0.1, 12.1),
+    "Breakout": (1.7, 30.5),
+    "ChopperCommand": (811.0, 7387.8),
+    "CrazyClimber": (10780.5, 35829.4),
+    "DemonAttack": (152.1, 1971.0),
+    "Freeway": (0.0, 29.6),
+    "Frostbite": (65.2, 4334.7),
+    "Gopher": (257.6, 2412.5),
+    "Hero": (1027.0, 30826.4),
+    "Jamesbond": (29.0, 302.8),
+    "Kangaroo": (52.0, 3035.0),
+    "Krull": (1598.0, 2665.5),
+    "KungFuMaster": (258.5, 22736.3),
+    "MsPacman": (307.3, 6951.6),
+    "Pong": (-20.7, 14.6),
+    "PrivateEye": (24.9, 69571.3),
+    "Qbert": (163.9, 13455.0),
+    "RoadRunner": (11.5, 7845.0),
+    "Seaquest": (68.4, 42054.7),
+    "UpNDown": (533.4, 11693.2),
+    # Atari-57 games used by XTRA's pretraining sets
+    "Centipede": (2090.9, 12017.0),
+    "Phoenix": (761.4, 7242.6),
+    "Riverraid": (1338.5, 17118.0),
+    "VideoPinball": (16256.9, 17667.9),
+    "WizardOfWor": (563.5, 4756.5),
+    "YarsRevenge": (3092.9, 54576.9),
+}
+
+
+def human_normalized(task_id: str, score: float) -> float | None:
+    """(score − random) / (human − random) for ``atari/<Game>`` with a reference, else None."""
+    family, _, game = task_id.partition("/")
+    if family != "atari" or game not in REFERENCE_SCORES:
+        return None
+    random, human = REFERENCE_SCORES[game]
+    return (score - random) / (human - random)
+
+
+def iqm(scores: np.ndarray) -> float:
+    """Interquartile mean over all runs × tasks (the middle 50 %, trimmed as scipy's trim_mean(·, 0.25))."""
+    flat = np.sort(np.asarray(scores, dtype=np.float64).ravel())
+    cut = int(len(flat) * 0.25)
+    return float(flat[cut : len(flat) - cut].mean())
+
+
+def bootstrap_ci(
+    scores: np.ndarray, statistic=iqm, reps: int = 2_000, confidence: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
+    """Stratified percentile bootstrap over runs: ``scores`` is ``[runs, tasks]``; runs are resampled per task."""
+    scores = np.asarray(scores, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    runs, tasks = scores.shape
+    stats = np.empty(reps)
+    for i in range(reps):
+        idx = rng.integers(0, runs, size=(runs, tasks))
+        stats[i] = statistic(np.take_along_axis(scores, idx, axis=0))
+    lo, hi = np.quantile(stats, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return float(lo), float(hi)
