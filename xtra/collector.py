@@ -159,7 +159,7 @@ def evaluate(
         if max_steps is not None:
             # Episodes cut by ``max_steps`` count with the score reached so far.
             partial = np.isnan(finished)
-            finished[partial] = env._game_return[partial]
+            finished[partial] = env.running_game_returns()[partial]
         returns.extend(finished.tolist())
         wave += 1
     return np.asarray(returns[:episodes])

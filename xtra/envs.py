@@ -353,6 +353,10 @@ class VectorEnv:
         n, s, c, h, w = self._stack.shape
         return self._stack.reshape(n, s * c, h, w).copy()
 
+    def running_game_returns(self) -> np.ndarray:
+        """Raw score of each env's game so far (for episodes cut before they end)."""
+        return self._game_return.copy()
+
     def reset(self) -> np.ndarray:
         for i, game in enumerate(self.games):
             self._start(i, game.reset())

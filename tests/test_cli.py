@@ -1,0 +1,35 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+CONFIGS = sorted(str(p) for p in (Path(__file__).parents[1] / "configs").rglob("*.yaml"))
+
+
+def xtra(*args):
+    return subprocess.run([sys.executable, "-m", "xtra.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: "/".join(Path(p).parts[-2:]))
+def test_every_config_prints_a_complete_config(config):
+    run = xtra("fit", "--print_config", "-c", config)
+    assert run.returncode == 0, run.stderr[-2000:]
+    printed = yaml.safe_load(run.stdout)
+    assert printed["model"]["class_path"].startswith("xtra.")
+    assert "mcts" in printed["model"]["init_args"]
+    assert printed["data"]["init_args"]["task_id"]
+
+
+def test_version_and_task_list():
+    assert xtra("--version").stdout.startswith("xtra ")
+    tasks = xtra("--list-tasks").stdout.split()
+    assert "atari/MsPacman" in tasks and "minatar/breakout" in tasks
+
+
+def test_unknown_task_fails_early_with_the_valid_ids():
+    config = [c for c in CONFIGS if c.endswith("minatar/efficientzero.yaml")][0]
+    run = xtra("fit", "-c", config, "--data.init_args.task_id=minatar/pacman", "--trainer.max_steps=1")
+    assert run.returncode != 0
+    assert "minatar/breakout" in run.stderr and "unknown task id" in run.stderr
