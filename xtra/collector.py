@@ -54,6 +54,7 @@ class Collector:
         self.env_steps = 0
         self.episode_returns: list[float] = []
         self.episode_lengths: list[int] = []
+        self.search_stats = np.zeros(3)  # sum of root values, sum of visit entropies, searches
         self._obs = self.env.reset()
         self._traj = [_Trajectory(frames=[self._newest(i)]) for i in range(num_envs)]
 
@@ -93,6 +94,8 @@ class Collector:
                 policies = np.full((self.num_envs, num_actions), 1.0 / num_actions, dtype=np.float32)
             else:
                 actions, values, policies = actor(self._obs, self.rng, temperature)
+                entropy = -(policies * np.log(np.clip(policies, 1e-12, None))).sum(1)
+                self.search_stats += (float(values.sum()), float(entropy.sum()), len(values))
             step = self.env.step(actions)
             rewards = np.sign(step.reward) if self.clip_rewards else step.reward
             for i in range(self.num_envs):
@@ -117,6 +120,12 @@ class Collector:
             self.env_steps += self.num_envs
             done_steps += self.num_envs
         return {"env_steps": float(self.env_steps)}
+
+    def pop_search_stats(self) -> dict[str, float]:
+        """Mean root value and visit-distribution entropy of the searches since the last call."""
+        values, entropy, n = self.search_stats
+        self.search_stats = np.zeros(3)
+        return {"mcts/acting_root_value": values / n, "mcts/acting_visit_entropy": entropy / n} if n else {}
 
     def pop_episode_stats(self) -> tuple[list[float], list[int]]:
         returns, lengths = self.episode_returns, self.episode_lengths

@@ -148,3 +148,38 @@ def test_ddp_two_processes_on_cpu_each_rank_its_own_envs(tmp_path):
     r1, _ = Replay.load(tmp_path / "ds-rank1")
     n = min(r0.head, r1.head)
     assert not np.array_equal(r0.frames[:n], r1.frames[:n])
+
+
+def test_reanalysed_share_gets_fresh_search_policies_and_targets_use_the_target_network():
+    module, dm = tiny()
+    dm.setup("fit")
+    dm.collector.collect(200, None)
+    module.frame_stack = dm.spec.frame_stack
+    windows = dm.replay.sample(8, 3, 3, np.random.default_rng(0))
+    from xtra.datamodules.online import windows_to_tensors
+
+    batch = windows_to_tensors(windows)
+    out = module.prepare_batch(batch, module.target_net)
+    targets = out["targets"]
+    n_re = 4  # reanalyse_fraction 0.5 of 8
+    stored = batch["policies"]
+    # stored (uniform, random-policy) targets are kept for the rest of the batch
+    torch.testing.assert_close(targets.policies[n_re:], stored[n_re:])
+    # searched targets are visit distributions of 4 simulations where a policy exists, zero elsewhere
+    visits = targets.policies[:n_re] * module.hparams.mcts["num_simulations"]
+    torch.testing.assert_close(visits, visits.round())
+    assert (targets.policies[:n_re].sum(-1) - targets.policy_mask[:n_re]).abs().max() < 1e-5
+    # a fresh network predicts values of 0, so the targets are the discounted reward sums alone
+    from xtra.targets import plan_values, td_steps
+
+    n = td_steps(batch["age"], 3, module.hparams.td_decay_env_steps)
+    plan = plan_values(batch["rewards"], batch["steps_left"], batch["terminal"], n, 3, module.hparams.discount)
+    torch.testing.assert_close(targets.values, plan.discounted_rewards, atol=1e-4, rtol=1e-4)
+    assert out["obs"].shape == (8, 4, *dm.obs_shape)
+
+
+def test_search_value_bootstrap_runs(tmp_path):
+    module, dm = tiny()
+    module.hparams.value_bootstrap = "search"
+    trainer(tmp_path, 3, enable_checkpointing=False).fit(module, dm)
+    assert module.global_step == 3

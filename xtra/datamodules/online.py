@@ -10,6 +10,7 @@ from the checkpoint on resume; counters and RNG states travel inside the checkpo
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, IterableDataset
 
 from xtra.collector import Collector
@@ -41,6 +43,26 @@ def windows_to_tensors(w: SampledWindows, pin: bool = False) -> dict[str, torch.
     if pin:
         out = {k: v.pin_memory() for k, v in out.items()}
     return out
+
+
+def available_bytes() -> int | None:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def resident_megabytes() -> float | None:
+    """This process's resident memory (Linux), logged so that a growing replay or a leak shows in TensorBoard."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 class _Stream(IterableDataset):
@@ -124,10 +146,23 @@ class OnlineReplayDataModule(L.LightningDataModule):
     def _rank(self) -> int:
         return self.trainer.global_rank if self.trainer is not None else 0
 
+    def replay_bytes(self) -> int:
+        """Memory the replay arrays take at full capacity."""
+        c, h, w = self.spec.frame_shape
+        per_row = c * h * w + 2 + 4 + 4 + 4 * self.spec.num_actions + 8 + 8 + 1 + 8 + 4
+        return self.replay_capacity * per_row
+
     def setup(self, stage: str) -> None:
         if self.replay is not None:
             return
         rank = self._rank()
+        need, available = self.replay_bytes(), available_bytes()
+        rank_zero_info(f"replay of {self.task_id}: {self.replay_capacity} rows, {need / 2**30:.2f} GiB per rank")
+        if available is not None and need > 0.9 * available:
+            raise MemoryError(
+                f"the replay needs {need / 2**30:.1f} GiB but only {available / 2**30:.1f} GiB are available: lower "
+                "data.init_args.env_steps or data.init_args.replay_capacity, or use fewer ranks per machine"
+            )
         self.replay = Replay(self.replay_capacity, self.spec.frame_shape, self.spec.num_actions, self.spec.frame_stack)
         self.collector = Collector(
             self.task_id, self.replay, self.num_envs, self.seed, rank, self.env_options,
@@ -154,6 +189,7 @@ class OnlineReplayDataModule(L.LightningDataModule):
             actor = None if random_phase else module.actor()
             steps = min(due, self.warmup_steps - self.collector.env_steps) if random_phase else due
             self.collector.collect(steps, actor, module.temperature())
+            self._stats.update(self.collector.pop_search_stats())
             returns, lengths = self.collector.pop_episode_stats()
             if returns:
                 self._stats["data/episode_return"] = float(np.mean(returns))
@@ -167,6 +203,9 @@ class OnlineReplayDataModule(L.LightningDataModule):
         self._stats["data/env_steps"] = float(self.collector.env_steps)
         self._stats["data/replay_steps"] = float(self.replay.num_steps_added)
         self._stats["data/updates_per_env_step"] = updates / max(self.collector.env_steps, 1)
+        rss = resident_megabytes()
+        if rss is not None:
+            self._stats["sys/rss_mb"] = rss
         max_steps = max(self.trainer.max_steps, 1)
         beta = self.priority_beta + (1.0 - self.priority_beta) * min(updates / max_steps, 1.0)
         sampling = module.sampling

@@ -58,6 +58,9 @@ class EfficientZeroModule(L.LightningModule):
             ``None`` keeps n fixed.
         reanalyse_fraction: share of each batch whose policy targets come from a fresh target-network MCTS
             (EZ: 0.99); the rest use the policies stored at collection.
+        value_bootstrap: ``network`` bootstraps n-step values from the target network's value (what the
+            EfficientZero code runs by default), ``search`` from a fresh MCTS root value (what its paper
+            describes; one more search per position).
         optimizer: ``sgd`` (EZ: momentum 0.9, lr 0.2 warmed up over ``lr_warmup_steps``, ×``lr_decay_rate``
             every ``lr_decay_steps``) or ``adam``.
         target_update_interval / actor_update_interval: updates between refreshes of the reanalyse target
@@ -79,6 +82,7 @@ class EfficientZeroModule(L.LightningModule):
         value_prefix_horizon: int = 5,
         loss_weights: LossWeights = LossWeights(),
         reanalyse_fraction: float = 0.99,
+        value_bootstrap: Literal["network", "search"] = "network",
         optimizer: Literal["sgd", "adam"] = "sgd",
         lr: float = 0.2,
         lr_warmup_steps: int = 1_000,
@@ -185,7 +189,11 @@ class EfficientZeroModule(L.LightningModule):
         plan = plan_values(batch["rewards"], batch["steps_left"], batch["terminal"], n, k, hp.discount)
         boot_obs = stack_frames(frames, plan.bootstrap_positions, stack).flatten(0, 1)
         target_net.eval()
-        boot_values = target_net.scalar(target_net.initial_inference(boot_obs).value_logits).view(b, k + 1)
+        if hp.value_bootstrap == "search":
+            searched, _ = run_mcts(target_net, boot_obs, self.search, None, self.action_ids)
+            boot_values = torch.from_numpy(searched.root_values).float().to(frames.device).view(b, k + 1)
+        else:
+            boot_values = target_net.scalar(target_net.initial_inference(boot_obs).value_logits).view(b, k + 1)
         values = value_targets(plan, boot_values)
 
         obs_mask, policy_mask = position_masks(batch["steps_left"], k)
