@@ -66,7 +66,7 @@ def main() -> None:
     trainer, module, data = cli.trainer, cli.model, cli.datamodule
     if not any(o.startswith("--trainer.max_steps") for o in overrides):
         # as many updates as the replay ratio gives for this budget
-        trainer.fit_loop.max_steps = int((args.env_steps - data.warmup_steps) * data.update_to_data)
+        trainer.fit_loop.epoch_loop.max_steps = int((args.env_steps - data.warmup_steps) * data.update_to_data)
     from xtra.callbacks.evaluation import Evaluation
 
     evals = [cb for cb in trainer.callbacks if isinstance(cb, Evaluation)]

@@ -22,6 +22,15 @@ def test_every_config_prints_a_complete_config(config):
     assert printed["data"]["init_args"]["task_id"]
 
 
+def test_print_config_without_a_file_is_complete():
+    run = xtra("fit", "--print_config")
+    assert run.returncode == 0, run.stderr[-2000:]
+    printed = yaml.safe_load(run.stdout)
+    assert printed["model"]["class_path"] == "xtra.modules.efficientzero.EfficientZeroModule"
+    assert printed["data"]["init_args"]["task_id"] == "minatar/breakout"
+    assert printed["model"]["init_args"]["mcts"]["num_simulations"] == 50
+
+
 def test_version_and_task_list():
     assert xtra("--version").stdout.startswith("xtra ")
     tasks = xtra("--list-tasks").stdout.split()

@@ -13,6 +13,12 @@ class XtraCLI(LightningCLI):
     """Links the data's observation shape and action count into the model so each is set in one place."""
 
     def add_arguments_to_parser(self, parser) -> None:
+        parser.set_defaults(
+            {
+                "model": {"class_path": "xtra.modules.efficientzero.EfficientZeroModule"},
+                "data": {"class_path": "xtra.datamodules.online.OnlineReplayDataModule"},
+            }
+        )
         parser.link_arguments("data.obs_shape", "model.init_args.obs_shape", apply_on="instantiate")
         parser.link_arguments("data.num_actions", "model.init_args.num_actions", apply_on="instantiate")
 

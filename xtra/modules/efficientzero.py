@@ -105,6 +105,11 @@ class EfficientZeroModule(L.LightningModule):
         self.net = EfficientZeroNet(tuple(obs_shape), num_actions, network_config(network, **(network_overrides or {})))
         self.target_net = self._frozen_copy()
         self._snapshot: dict[str, Any] = {"net": None, "step": -1}  # a dict: not a registered submodule
+        if mcts.discount not in (MCTSConfig().discount, discount):
+            raise ValueError(
+                f"model.mcts.discount ({mcts.discount}) differs from model.discount ({discount}): the search uses "
+                "model.discount; set that one only"
+            )
         self.mcts_config = MCTSConfig(**{**asdict(mcts), "discount": discount})
         self.search = BatchedMCTS(self.mcts_config)
         self.loss_weights = loss_weights
@@ -114,7 +119,8 @@ class EfficientZeroModule(L.LightningModule):
 
     # ---------------------------------------------------------------- plumbing
     def _frozen_copy(self) -> EfficientZeroNet:
-        clone = copy.deepcopy(self.net).eval()
+        """A copy without gradients; callers switch it to eval mode where they search with it."""
+        clone = copy.deepcopy(self.net)
         for p in clone.parameters():
             p.requires_grad_(False)
         return clone
