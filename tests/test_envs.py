@@ -21,13 +21,12 @@ def test_minatar_games_reset_and_step(game):
     obs = env.reset()
     assert obs.shape == (2, MINATAR_CHANNELS, 10, 10) and obs.dtype == np.uint8
     rng = np.random.default_rng(0)
-    ended = 0
+    seen = set()
     for _ in range(300):
         step = env.step(rng.integers(0, env.spec.num_actions, size=2))
         assert step.obs.shape == obs.shape
-        ended += int(np.isfinite(step.game_return).sum())
-    assert set(np.unique(step.obs)) <= {0, 1}
-    assert ended >= 0
+        seen |= set(np.unique(step.obs).tolist())
+    assert seen == {0, 1}
 
 
 @pytest.mark.parametrize("game", ["Pong", "MsPacman"])
