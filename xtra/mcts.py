@@ -53,7 +53,6 @@ class Tree:
         self.reward = np.zeros((batch, m), dtype=np.float64)
         self.is_reset = np.zeros((batch, m), dtype=np.bool_)
         self.parent = np.full((batch, m), -1, dtype=np.int32)
-        self.depth = np.zeros((batch, m), dtype=np.int32)
         self.num_nodes = np.zeros(batch, dtype=np.int32)
         self.minmax = np.zeros((batch, 2), dtype=np.float64)
         self.leaf_parent = np.zeros(batch, dtype=np.int64)
@@ -63,7 +62,7 @@ class Tree:
     def arrays(self) -> tuple:
         return (
             self.prior, self.child, self.visits, self.value_sum, self.value_prefix, self.reward,
-            self.is_reset, self.parent, self.depth, self.num_nodes, self.minmax,
+            self.is_reset, self.parent, self.num_nodes, self.minmax,
         )  # fmt: skip
 
 
@@ -100,7 +99,7 @@ def _softmax_into(logits: np.ndarray, out: np.ndarray) -> None:
 
 @numba.njit(**_JIT)
 def prepare_roots(
-    prior, child, visits, value_sum, value_prefix, reward, is_reset, parent, depth, num_nodes, minmax,
+    prior, child, visits, value_sum, value_prefix, reward, is_reset, parent, num_nodes, minmax,
     root_logits: np.ndarray, noise: np.ndarray, exploration_fraction: float,
 ) -> None:  # fmt: skip
     """Reset every root's tree to one expanded node with (noised) priors; N(root) starts at 1 as in EZ."""
@@ -118,7 +117,6 @@ def prepare_roots(
         reward[b, 0] = 0.0
         is_reset[b, 0] = False
         parent[b, 0] = -1
-        depth[b, 0] = 0
         num_nodes[b] = 1
         minmax[b, 0] = np.inf
         minmax[b, 1] = -np.inf
@@ -133,7 +131,7 @@ def _normalise(q: float, lo: float, hi: float, delta: float) -> float:
 
 @numba.njit(**_JIT)
 def select_leaves(
-    prior, child, visits, value_sum, value_prefix, reward, is_reset, parent, depth, num_nodes, minmax,
+    prior, child, visits, value_sum, value_prefix, reward, is_reset, parent, num_nodes, minmax,
     leaf_parent, leaf_action, leaf_depth,
     pb_c_init: float, pb_c_base: float, discount: float, value_delta_max: float, seed: np.uint64,
 ) -> None:  # fmt: skip
@@ -161,12 +159,12 @@ def select_leaves(
             parent_q = mean_q
             is_root = False
             n_parent = visits[b, node] - 1
+            explore = (np.log((n_parent + pb_c_base + 1.0) / pb_c_base) + pb_c_init) * np.sqrt(np.float64(n_parent))
             best = -np.inf
             for a in range(num_actions):
                 c = child[b, node, a]
                 n_child = visits[b, c] if c >= 0 else 0
-                pb_c = np.log((n_parent + pb_c_base + 1.0) / pb_c_base) + pb_c_init
-                pb_c *= np.sqrt(np.float64(n_parent)) / (n_child + 1)
+                pb_c = explore / (n_child + 1)
                 if c >= 0:
                     q = reward[b, c] + discount * value_sum[b, c] / visits[b, c]
                 else:
@@ -194,7 +192,7 @@ def select_leaves(
 
 @numba.njit(**_JIT)
 def expand_and_backup(
-    prior, child, visits, value_sum, value_prefix, reward, is_reset, parent, depth, num_nodes, minmax,
+    prior, child, visits, value_sum, value_prefix, reward, is_reset, parent, num_nodes, minmax,
     leaf_parent, leaf_action, leaf_depth,
     leaf_value_prefix: np.ndarray, leaf_value: np.ndarray, leaf_logits: np.ndarray,
     discount: float, horizon: int,
@@ -206,7 +204,6 @@ def expand_and_backup(
         p = leaf_parent[b]
         child[b, p, leaf_action[b]] = n
         parent[b, n] = p
-        depth[b, n] = leaf_depth[b]
         value_prefix[b, n] = leaf_value_prefix[b]
         is_reset[b, n] = leaf_depth[b] % horizon == 0
         if is_reset[b, p]:

@@ -22,13 +22,8 @@ def tiny(task="minatar/breakout", **data_kw):
         update_to_data=1.0, batch_size=8, segment_length=20, seed=3, **data_kw,
     )  # fmt: skip
     network = "minatar" if task.startswith("minatar") else "efficientzero"
-    overrides = (
-        TINY_NET
-        if network == "minatar"
-        else {"lstm_hidden": 16, "projection_hidden": 32, "projection_out": 32, "predictor_hidden": 16}
-    )
     module = EfficientZeroModule(
-        dm.obs_shape, dm.num_actions, network=network, network_overrides=overrides,
+        dm.obs_shape, dm.num_actions, network=network, network_overrides=TINY_NET,
         mcts=MCTSConfig(num_simulations=4), unroll_steps=3, td_steps=3, reanalyse_fraction=0.5,
         optimizer="adam", lr=1e-3, lr_warmup_steps=5, target_update_interval=5, actor_update_interval=5,
         augmentation=not task.startswith("minatar"), seed=3,

@@ -180,26 +180,27 @@ class OnlineReplayDataModule(L.LightningDataModule):
     def target_env_steps(self, updates: int) -> int:
         return min(self.env_steps_budget, self.warmup_steps + int(updates / self.update_to_data))
 
+    def _collect(self, steps: int) -> None:
+        """Play ``steps`` env steps: uniformly at random while warming up (never past its end), then with MCTS."""
+        module = self._module()
+        left_in_warmup = self.warmup_steps - self.collector.env_steps
+        if left_in_warmup > 0:
+            self.collector.collect(min(steps, left_in_warmup), None)
+        else:
+            self.collector.collect(steps, module.actor(), module.temperature())
+        self._stats.update(self.collector.pop_search_stats())
+        returns, lengths = self.collector.pop_episode_stats()
+        if returns:
+            self._stats["data/episode_return"] = float(np.mean(returns))
+            self._stats["data/episode_length"] = float(np.mean(lengths))
+
     def next_batch(self) -> dict[str, torch.Tensor]:
         module = self._module()
         updates = module.global_step
-        due = self.target_env_steps(updates) - self.collector.env_steps
-        if due > 0:
-            random_phase = self.collector.env_steps < self.warmup_steps
-            actor = None if random_phase else module.actor()
-            steps = min(due, self.warmup_steps - self.collector.env_steps) if random_phase else due
-            self.collector.collect(steps, actor, module.temperature())
-            self._stats.update(self.collector.pop_search_stats())
-            returns, lengths = self.collector.pop_episode_stats()
-            if returns:
-                self._stats["data/episode_return"] = float(np.mean(returns))
-                self._stats["data/episode_length"] = float(np.mean(lengths))
-            if self.collector.env_steps < self.target_env_steps(updates):
-                return self.next_batch()
+        while self.collector.env_steps < self.target_env_steps(updates):
+            self._collect(self.target_env_steps(updates) - self.collector.env_steps)
         while self.replay.num_steps_added == 0:  # nothing flushed yet: segments are still being played
-            self.collector.collect(
-                self.num_envs, None if self.collector.env_steps < self.warmup_steps else module.actor()
-            )
+            self._collect(self.num_envs)
         self._stats["data/env_steps"] = float(self.collector.env_steps)
         self._stats["data/replay_steps"] = float(self.replay.num_steps_added)
         self._stats["data/updates_per_env_step"] = updates / max(self.collector.env_steps, 1)
