@@ -17,7 +17,7 @@ import time
 import numpy as np
 import torch
 
-from xtra.datamodules.online import windows_to_tensors
+from xtra.datamodules.common import windows_to_tensors
 from xtra.mcts import MCTSConfig
 from xtra.modules.efficientzero import EfficientZeroModule
 from xtra.replay import Replay

@@ -42,6 +42,7 @@ class LossOutput:
     per_sample: torch.Tensor  # [B] unscaled, unweighted total
     loss: torch.Tensor  # scalar to back-propagate (importance-weighted mean, ×1/K)
     terms: dict[str, torch.Tensor]  # batch means of each term, for logging
+    sample_terms: dict[str, torch.Tensor]  # [B] each term per sample (detached), for per-task logging
     predicted_values: torch.Tensor  # [B, K+1] scalar value predictions (detached)
 
 
@@ -68,6 +69,10 @@ def efficientzero_loss(
     coefficients: LossWeights | None = None,
 ) -> LossOutput:
     """Unroll from ``obs[:, 0]`` along ``actions`` ``[B, K]``; ``obs`` ``[B, K+1, …]`` holds the stacks at t+k.
+
+    ``weights`` multiplies each sample's loss (importance weights, times task weights in multi-task training);
+    the scalar loss is their weighted *mean over all rows*, so a task's share of a joint batch sets its share of
+    the gradient.
 
     ``obs`` may be augmented; the consistency targets are the representation of ``obs[:, k]``, projected and
     detached (stop-gradient), computed in train mode as EfficientZero does.
@@ -118,11 +123,12 @@ def efficientzero_loss(
     loss = (weights * per_sample).mean() / max(unroll, 1)
     with torch.no_grad():
         predicted = net.scalar(v_logits.detach()).view(b, k1)
-    terms = {
-        "value": value_loss.mean().detach(),
-        "policy": policy_loss.mean().detach(),
-        "value_prefix": prefix_loss.mean().detach(),
-        "consistency": consistency_loss.mean().detach(),
-        "total": per_sample.mean().detach(),
+    sample_terms = {
+        "value": value_loss.detach(),
+        "policy": policy_loss.detach(),
+        "value_prefix": prefix_loss.detach(),
+        "consistency": consistency_loss.detach(),
+        "total": per_sample.detach(),
     }
-    return LossOutput(per_sample, loss, terms, predicted)
+    terms = {name: v.mean() for name, v in sample_terms.items()}
+    return LossOutput(per_sample, loss, terms, sample_terms, predicted)

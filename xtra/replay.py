@@ -13,6 +13,7 @@ The offline dataset format is this storage written to a directory: one ``.npy`` 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -53,6 +54,19 @@ class SampledWindows:
     age: np.ndarray  # [B] int64 env steps between collection and now
     weights: np.ndarray  # [B] float32 importance weights (max-normalised)
     rows: np.ndarray  # [B] int64 global rows, for priority updates
+
+    def in_action_space(self, action_ids: np.ndarray | list[int] | tuple[int, ...], count: int) -> SampledWindows:
+        """The same windows with a game's own actions mapped into a shared space of ``count`` actions.
+
+        Actions become their shared ids; stored policies are scattered to those ids (zeros elsewhere), so one
+        policy head serves every game and cross-entropy pushes the game's illegal actions down.
+        """
+        ids = np.asarray(action_ids, dtype=np.int64)
+        if len(ids) != self.policies.shape[-1] or ids.max(initial=0) >= count:
+            raise ValueError(f"action ids {ids.tolist()} do not map {self.policies.shape[-1]} actions into {count}")
+        policies = np.zeros((*self.policies.shape[:-1], count), dtype=self.policies.dtype)
+        policies[..., ids] = self.policies
+        return dataclasses.replace(self, actions=ids[self.actions], policies=policies)
 
 
 def _atomic_replace_dir(tmp: Path, final: Path) -> None:

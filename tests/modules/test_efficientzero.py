@@ -151,7 +151,7 @@ def test_reanalysed_share_gets_fresh_search_policies_and_targets_use_the_target_
     dm.collector.collect(200, None)
     module.frame_stack = dm.spec.frame_stack
     windows = dm.replay.sample(8, 3, 3, np.random.default_rng(0))
-    from xtra.datamodules.online import windows_to_tensors
+    from xtra.datamodules.common import windows_to_tensors
 
     batch = windows_to_tensors(windows)
     out = module.prepare_batch(batch, module.target_net)

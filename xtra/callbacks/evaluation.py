@@ -12,7 +12,6 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from xtra.collector import evaluate
 from xtra.envs import EnvOptions
-from xtra.modules.efficientzero import make_actor
 from xtra.scores import human_normalized
 
 
@@ -20,7 +19,8 @@ class Evaluation(L.Callback):
     """Play ``episodes`` greedy episodes every ``every_n_steps`` updates and when training ends (rank 0).
 
     Args:
-        task_ids: games to evaluate (default: the datamodule's task).
+        task_ids: games to evaluate (default: the datamodule's games); any game works, also one the model never
+            saw (zero-shot), as long as its actions fit the network's action space.
         episodes: episodes per game (Atari protocol: 32).
         seed: evaluation games' seed, independent of the training seed so every checkpoint sees the same games.
         max_episode_steps: cap per episode (default: the environment's own).
@@ -51,7 +51,7 @@ class Evaluation(L.Callback):
     def _tasks(self, trainer: L.Trainer) -> list[str]:
         if self.task_ids:
             return list(self.task_ids)
-        return [trainer.datamodule.task_id]
+        return trainer.lightning_module.data_task_ids()
 
     def _options(self, trainer: L.Trainer) -> EnvOptions | None:
         return self.env_options if self.env_options is not None else getattr(trainer.datamodule, "env_options", None)
@@ -63,7 +63,7 @@ class Evaluation(L.Callback):
         record = {"global_step": trainer.global_step, "returns": {}}
         try:
             for task in self._tasks(trainer):
-                actor = make_actor(module.net, module.search, module.device, module.action_ids_for(task))
+                actor = module.evaluation_actor(task)
                 returns = evaluate(
                     actor, task, self.episodes, self.seed, self._options(trainer), self.max_episode_steps
                 )

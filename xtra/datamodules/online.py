@@ -10,7 +10,6 @@ from the checkpoint on resume; counters and RNG states travel inside the checkpo
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 from pathlib import Path
@@ -23,46 +22,9 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, IterableDataset
 
 from xtra.collector import Collector
+from xtra.datamodules.common import available_bytes, importance_beta, resident_megabytes, windows_to_tensors
 from xtra.envs import EnvOptions, EnvSpec, env_spec
-from xtra.replay import Replay, SampledWindows
-
-
-def windows_to_tensors(w: SampledWindows, pin: bool = False) -> dict[str, torch.Tensor]:
-    out = {
-        "frames": torch.from_numpy(w.frames),
-        "actions": torch.from_numpy(w.actions),
-        "rewards": torch.from_numpy(w.rewards),
-        "policies": torch.from_numpy(w.policies),
-        "root_values": torch.from_numpy(w.root_values),
-        "steps_left": torch.from_numpy(w.steps_left),
-        "terminal": torch.from_numpy(w.terminal),
-        "age": torch.from_numpy(w.age),
-        "weights": torch.from_numpy(w.weights),
-        "rows": torch.from_numpy(w.rows),
-    }
-    if pin:
-        out = {k: v.pin_memory() for k, v in out.items()}
-    return out
-
-
-def available_bytes() -> int | None:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError):
-        return None
-    return None
-
-
-def resident_megabytes() -> float | None:
-    """This process's resident memory (Linux), logged so that a growing replay or a leak shows in TensorBoard."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except (OSError, ValueError, IndexError):
-        return None
+from xtra.replay import Replay
 
 
 class _Stream(IterableDataset):
@@ -143,6 +105,10 @@ class OnlineReplayDataModule(L.LightningDataModule):
     def num_actions(self) -> int:
         return self.spec.num_actions
 
+    @property
+    def frame_stack(self) -> int:
+        return self.spec.frame_stack
+
     def _rank(self) -> int:
         return self.trainer.global_rank if self.trainer is not None else 0
 
@@ -207,8 +173,7 @@ class OnlineReplayDataModule(L.LightningDataModule):
         rss = resident_megabytes()
         if rss is not None:
             self._stats["sys/rss_mb"] = rss
-        max_steps = max(self.trainer.max_steps, 1)
-        beta = self.priority_beta + (1.0 - self.priority_beta) * min(updates / max_steps, 1.0)
+        beta = importance_beta(self.priority_beta, updates, self.trainer.max_steps)
         sampling = module.sampling
         windows = self.replay.sample(
             self.batch_size, sampling["unroll_steps"], sampling["td_steps"], self.rng, beta, self.collector.env_steps
@@ -216,7 +181,7 @@ class OnlineReplayDataModule(L.LightningDataModule):
         on_cuda = self.trainer.strategy.root_device.type == "cuda"
         return windows_to_tensors(windows, pin=on_cuda)
 
-    def update_priorities(self, rows: np.ndarray, priorities: np.ndarray) -> None:
+    def update_priorities(self, rows: np.ndarray, priorities: np.ndarray, task_id: str | None = None) -> None:
         self.replay.update_priorities(rows, priorities)
 
     def pop_stats(self) -> dict[str, float]:

@@ -115,7 +115,7 @@ class EfficientZeroModule(L.LightningModule):
         self.loss_weights = loss_weights
         self.frame_stack = 1  # set from the datamodule's spec in setup()
         self.rng = np.random.default_rng(np.random.SeedSequence([seed, 7]))
-        self.action_ids: torch.Tensor | None = None
+        self._action_ids: dict[str, tuple[torch.Tensor | None]] = {}
 
     # ---------------------------------------------------------------- plumbing
     def _frozen_copy(self) -> EfficientZeroNet:
@@ -127,16 +127,22 @@ class EfficientZeroModule(L.LightningModule):
 
     def setup(self, stage: str) -> None:
         dm = getattr(self.trainer, "datamodule", None)
-        if dm is not None and hasattr(dm, "spec"):
-            spec = dm.spec
-            if tuple(spec.obs_shape) != tuple(self.net.obs_shape) or spec.num_actions != self.net.num_actions:
+        if dm is not None and hasattr(dm, "obs_shape"):
+            if tuple(dm.obs_shape) != tuple(self.net.obs_shape) or dm.num_actions != self.net.num_actions:
                 raise ValueError(
                     f"the model is built for observations {self.net.obs_shape} and {self.net.num_actions} actions, "
-                    f"but the data of {spec.task_id} has {spec.obs_shape} and {spec.num_actions}: set "
-                    "model.obs_shape / model.num_actions to match (the CLI links them from the data)"
+                    f"but the data has {tuple(dm.obs_shape)} and {dm.num_actions}: set model.obs_shape / "
+                    "model.num_actions to match (the CLI links them from the data)"
                 )
-            self.frame_stack = spec.frame_stack
+            self.frame_stack = dm.frame_stack
         self.rng = np.random.default_rng(np.random.SeedSequence([self.hparams.seed, 7, self.global_rank]))
+
+    def data_task_ids(self) -> list[str]:
+        """The games of the attached datamodule (empty without one)."""
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if dm is None:
+            return []
+        return list(getattr(dm, "task_ids", None) or [dm.task_id])
 
     @property
     def sampling(self) -> dict[str, int]:
@@ -154,13 +160,20 @@ class EfficientZeroModule(L.LightningModule):
         """Map a game's own actions into this network's action space (None when the two coincide)."""
         from xtra.envs import env_spec
 
+        cached = self._action_ids.get(task_id)
+        if cached is not None:
+            return cached[0]
         options = getattr(getattr(self.trainer, "datamodule", None), "env_options", None) if self._trainer else None
         spec = env_spec(task_id, options)
-        if spec.num_actions == self.net.num_actions:
-            return None
-        if max(spec.action_ids) >= self.net.num_actions:
-            raise ValueError(f"{task_id} uses actions {spec.action_ids}, outside this network's {self.net.num_actions}")
-        return torch.tensor(spec.action_ids, device=self.device)
+        ids = None
+        if spec.num_actions != self.net.num_actions:
+            if max(spec.action_ids) >= self.net.num_actions:
+                raise ValueError(
+                    f"{task_id} uses actions {spec.action_ids}, outside this network's {self.net.num_actions}"
+                )
+            ids = torch.tensor(spec.action_ids, device=self.device)
+        self._action_ids[task_id] = (ids,)
+        return ids
 
     def actor(self):
         """A greedy-or-sampling MCTS actor over a snapshot of the weights refreshed every ``actor_update_interval``."""
@@ -171,7 +184,12 @@ class EfficientZeroModule(L.LightningModule):
             snap["net"].load_state_dict(self.net.state_dict())
             snap["net"].eval()
             snap["step"] = self.global_step
-        return make_actor(snap["net"], self.search, self.device)
+        tasks = self.data_task_ids()
+        return make_actor(snap["net"], self.search, self.device, self.action_ids_for(tasks[0]) if tasks else None)
+
+    def evaluation_actor(self, task_id: str):
+        """How evaluation episodes act: greedy MCTS with the current weights."""
+        return make_actor(self.net, self.search, self.device, self.action_ids_for(task_id))
 
     # ---------------------------------------------------------------- targets
     @torch.no_grad()
@@ -181,8 +199,13 @@ class EfficientZeroModule(L.LightningModule):
         return self.prepare_batch(batch, self.target_net)
 
     @torch.no_grad()
-    def prepare_batch(self, batch: dict[str, torch.Tensor], target_net: EfficientZeroNet) -> dict[str, Any]:
-        """Observation stacks, actions and all targets for a raw window batch, using ``target_net``."""
+    def prepare_batch(
+        self, batch: dict[str, torch.Tensor], target_net: EfficientZeroNet, action_ids: torch.Tensor | None = None
+    ) -> dict[str, Any]:
+        """Observation stacks, actions and all targets for a raw window batch, using ``target_net``.
+
+        ``action_ids`` restricts searches to one game's actions when the network has a shared action space.
+        """
         hp = self.hparams
         k = hp.unroll_steps
         frames = batch["frames"]
@@ -196,7 +219,7 @@ class EfficientZeroModule(L.LightningModule):
         boot_obs = stack_frames(frames, plan.bootstrap_positions, stack).flatten(0, 1)
         target_net.eval()
         if hp.value_bootstrap == "search":
-            searched, _ = run_mcts(target_net, boot_obs, self.search, None, self.action_ids)
+            searched, _ = run_mcts(target_net, boot_obs, self.search, None, action_ids)
             boot_values = torch.from_numpy(searched.root_values).float().to(frames.device).view(b, k + 1)
         else:
             boot_values = target_net.scalar(target_net.initial_inference(boot_obs).value_logits).view(b, k + 1)
@@ -209,7 +232,7 @@ class EfficientZeroModule(L.LightningModule):
         stats = {}
         if n_re > 0:
             roots = obs[:n_re].flatten(0, 1)
-            result, _ = run_mcts(target_net, roots, self.search, self.rng, self.action_ids)
+            result, _ = run_mcts(target_net, roots, self.search, self.rng, action_ids)
             fresh = torch.from_numpy(result.policy).to(policies.device).view(n_re, k + 1, -1)
             policies[:n_re] = fresh * policy_mask[:n_re, :, None]
             stats["mcts/reanalyse_root_value"] = float(result.root_values.mean())
@@ -241,40 +264,50 @@ class EfficientZeroModule(L.LightningModule):
         )
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        opt = self.optimizers()
-        sched = self.lr_schedulers()
         out = self.compute_loss(batch)
-        if not torch.isfinite(out.loss):
-            raise FloatingPointError(
-                f"non-finite loss at step {self.global_step} (terms: "
-                f"{ {k: float(v) for k, v in out.terms.items()} }); lower model.lr or check the data"
-            )
-        opt.zero_grad(set_to_none=True)
-        self.manual_backward(out.loss)
-        self.clip_gradients(opt, gradient_clip_val=self.hparams.max_grad_norm, gradient_clip_algorithm="norm")
-        opt.step()
-        sched.step()
+        self.optimize(out.loss, out.terms)
         self.after_update(batch, out)
         return out.loss.detach()
 
+    def optimize(self, loss: torch.Tensor, terms: dict[str, torch.Tensor]) -> None:
+        """Backward, clip, step, schedule; a non-finite loss stops the run with its terms."""
+        check_finite(loss, terms, self.global_step)
+        opt = self.optimizers()
+        opt.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        self.clip_gradients(opt, gradient_clip_val=self.hparams.max_grad_norm, gradient_clip_algorithm="norm")
+        opt.step()
+        self.lr_schedulers().step()
+
     def after_update(self, batch: dict[str, Any], out) -> None:
         """Priorities back to the replay, network refreshes, logging."""
-        targets: UnrollTargets = batch["targets"]
-        priorities = (out.predicted_values[:, 0] - targets.values[:, 0]).abs() + 1e-6
+        priorities = self.send_priorities(batch, out.predicted_values)
+        self.refresh_target()
+        logs = {f"loss/{k}": v for k, v in out.terms.items()}
+        logs["train/priority_mean"] = float(priorities.mean())
+        logs.update(batch["stats"])
+        self.log_common(logs, len(batch["rows"]))
+
+    def send_priorities(self, batch: dict[str, Any], predicted_values: torch.Tensor, task_id: str | None = None):
+        """|v̂₀ − z₀| + ε as the new priorities of the sampled rows (EfficientZero)."""
+        priorities = (predicted_values[:, 0] - batch["targets"].values[:, 0]).abs() + 1e-6
         dm = getattr(self.trainer, "datamodule", None)
         if dm is not None and hasattr(dm, "update_priorities"):
-            dm.update_priorities(batch["rows"].cpu().numpy(), priorities.cpu().numpy())
-        step = self.global_step
-        if step % self.hparams.target_update_interval == 0:
+            dm.update_priorities(batch["rows"].cpu().numpy(), priorities.cpu().numpy(), task_id)
+        return priorities
+
+    def refresh_target(self) -> None:
+        if self.global_step % self.hparams.target_update_interval == 0:
             self.target_net.load_state_dict(self.net.state_dict())
-        logs = {f"loss/{k}": v for k, v in out.terms.items()}
+
+    def log_common(self, logs: dict[str, Any], batch_size: int) -> None:
+        """Learning rate, temperature and the datamodule's own figures alongside ``logs``."""
         logs["train/lr"] = self.optimizers().param_groups[0]["lr"]
-        logs["train/priority_mean"] = float(priorities.mean())
         logs["train/temperature"] = self.temperature()
-        logs.update(batch["stats"])
+        dm = getattr(self.trainer, "datamodule", None)
         if dm is not None and hasattr(dm, "pop_stats"):
             logs.update(dm.pop_stats())
-        self.log_dict(logs, on_step=True, prog_bar=False, batch_size=len(batch["rows"]))
+        self.log_dict(logs, on_step=True, prog_bar=False, batch_size=batch_size)
         if "data/env_steps" in logs:
             self.log("env_steps", logs["data/env_steps"], prog_bar=True, on_step=True, batch_size=1)
 
@@ -297,6 +330,8 @@ class EfficientZeroModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["xtra"] = {
             "network": self.net.describe(),
+            "task_ids": self.data_task_ids(),
+            "acting": "mcts",
             "rng": self.rng.bit_generator.state,
             "format_version": 1,
         }
@@ -310,6 +345,14 @@ class EfficientZeroModule(L.LightningModule):
             )
         if "rng" in checkpoint.get("xtra", {}):
             self.rng.bit_generator.state = checkpoint["xtra"]["rng"]
+
+
+def check_finite(loss: torch.Tensor, terms: dict[str, torch.Tensor], step: int) -> None:
+    if not torch.isfinite(loss):
+        raise FloatingPointError(
+            f"non-finite loss at step {step} (terms: { {k: float(v) for k, v in terms.items()} }); "
+            "lower model.lr or check the data"
+        )
 
 
 def make_actor(
