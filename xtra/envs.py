@@ -289,6 +289,23 @@ def env_spec(task_id: str, options: EnvOptions | None = None) -> EnvSpec:
     )
 
 
+def network_action_ids(task_id: str, num_actions: int, options: EnvOptions | None = None) -> tuple[int, ...] | None:
+    """Where a game's own actions sit in a network's ``num_actions`` outputs (None: they coincide).
+
+    A network with the family's full action space (18 Atari, 6 MinAtar) plays any game of that family through
+    the game's action ids; a network sized for one game's own actions plays only games of that size.
+    """
+    spec = env_spec(task_id, options)
+    if spec.num_actions == num_actions:
+        return None
+    if num_actions != spec.full_action_count:
+        raise ValueError(
+            f"{task_id} has {spec.num_actions} actions; a network with {num_actions} outputs cannot play it. Only a "
+            f"network with the full {spec.full_action_count}-action space plays every game of its family"
+        )
+    return spec.action_ids
+
+
 def env_seeds(seed: int, rank: int, count: int) -> list[int]:
     """Distinct, reproducible seeds for the ``count`` envs of one DDP rank (never shared across ranks)."""
     children = np.random.SeedSequence([seed, rank]).spawn(count)

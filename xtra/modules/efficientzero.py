@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from xtra.envs import network_action_ids
 from xtra.losses import LossWeights, UnrollTargets, efficientzero_loss
 from xtra.mcts import BatchedMCTS, MCTSConfig, run_mcts, select_actions
 from xtra.network import EfficientZeroNet, network_config
@@ -158,22 +159,12 @@ class EfficientZeroModule(L.LightningModule):
 
     def action_ids_for(self, task_id: str) -> torch.Tensor | None:
         """Map a game's own actions into this network's action space (None when the two coincide)."""
-        from xtra.envs import env_spec
-
-        cached = self._action_ids.get(task_id)
-        if cached is not None:
-            return cached[0]
-        options = getattr(getattr(self.trainer, "datamodule", None), "env_options", None) if self._trainer else None
-        spec = env_spec(task_id, options)
-        ids = None
-        if spec.num_actions != self.net.num_actions:
-            if max(spec.action_ids) >= self.net.num_actions:
-                raise ValueError(
-                    f"{task_id} uses actions {spec.action_ids}, outside this network's {self.net.num_actions}"
-                )
-            ids = torch.tensor(spec.action_ids, device=self.device)
-        self._action_ids[task_id] = (ids,)
-        return ids
+        if task_id not in self._action_ids:
+            dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+            ids = network_action_ids(task_id, self.net.num_actions, getattr(dm, "env_options", None))
+            self._action_ids[task_id] = (None if ids is None else torch.tensor(ids),)
+        ids = self._action_ids[task_id][0]
+        return None if ids is None else ids.to(self.device)
 
     def actor(self):
         """A greedy-or-sampling MCTS actor over a snapshot of the weights refreshed every ``actor_update_interval``."""
@@ -234,6 +225,10 @@ class EfficientZeroModule(L.LightningModule):
             roots = obs[:n_re].flatten(0, 1)
             result, _ = run_mcts(target_net, roots, self.search, self.rng, action_ids)
             fresh = torch.from_numpy(result.policy).to(policies.device).view(n_re, k + 1, -1)
+            if action_ids is not None:  # the game's own actions → the network's shared action space
+                fresh = torch.zeros(n_re, k + 1, policies.shape[-1], device=policies.device).index_copy_(
+                    2, action_ids.to(policies.device), fresh
+                )
             policies[:n_re] = fresh * policy_mask[:n_re, :, None]
             stats["mcts/reanalyse_root_value"] = float(result.root_values.mean())
         stats["targets/value_mean"] = float((values * obs_mask).sum() / obs_mask.sum())
@@ -365,5 +360,22 @@ def make_actor(
         result, _ = run_mcts(net, obs_t, search, rng, action_ids)
         actions = select_actions(result.visit_counts, temperature, rng)
         return actions, result.root_values.astype(np.float32), result.policy
+
+    return act
+
+
+def make_policy_actor(net: EfficientZeroNet, device: torch.device, action_ids: torch.Tensor | None = None):
+    """An actor that plays the policy head's most likely legal action, no search (behaviour cloning)."""
+
+    @torch.inference_mode()
+    def act(obs: np.ndarray, rng: np.random.Generator | None, temperature: float):
+        logits = net.initial_inference(torch.from_numpy(obs).to(device)).policy_logits
+        logits = logits if action_ids is None else logits[:, action_ids]
+        policy = torch.softmax(logits.float(), -1).cpu().numpy()
+        if rng is None or temperature == 0.0:
+            actions = policy.argmax(1)
+        else:
+            actions = select_actions(policy ** (1.0 / temperature), 1.0, rng)
+        return actions, np.zeros(len(obs), dtype=np.float32), policy
 
     return act

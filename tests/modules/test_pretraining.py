@@ -1,0 +1,160 @@
+"""Stage 1: offline teachers, the distilled student and the behaviour-cloning baseline, on real MinAtar data."""
+
+import json
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from lightning.pytorch.loggers import CSVLogger
+
+from xtra.callbacks.evaluation import Evaluation
+from xtra.checkpoints import CheckpointError, load_network
+from xtra.datamodules.common import windows_to_tensors
+from xtra.datamodules.offline import OfflineReplayDataModule
+from xtra.datamodules.online import OnlineReplayDataModule
+from xtra.mcts import MCTSConfig
+from xtra.modules.bc import BehaviourCloningModule
+from xtra.modules.efficientzero import EfficientZeroModule
+from xtra.modules.student import DistillationModule
+from xtra.modules.teacher import TeacherModule
+from xtra.targets import plan_values, value_targets
+
+TINY_NET = {"lstm_hidden": 16, "projection_hidden": 32, "projection_out": 32, "predictor_hidden": 16}
+SMALL = dict(network="minatar", network_overrides=TINY_NET, mcts=MCTSConfig(num_simulations=4), unroll_steps=3,
+             td_steps=3, optimizer="adam", lr=1e-3, lr_warmup_steps=2, target_update_interval=4, seed=1)  # fmt: skip
+GAMES = ("minatar/breakout", "minatar/space_invaders")
+
+
+def trainer(root, max_steps, **kw):
+    return L.Trainer(
+        max_steps=max_steps, accelerator="cpu", devices=1, logger=CSVLogger(root, name="log"),
+        enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=1, default_root_dir=root,
+        enable_checkpointing=False, **kw,
+    )  # fmt: skip
+
+
+def record(task, path, root):
+    """A dataset from a short online run (random warm-up plus a few MCTS steps): no expert data needed."""
+    dm = OnlineReplayDataModule(task, num_envs=4, env_steps=240, warmup_steps=160, batch_size=8, segment_length=30,
+                                save_dataset=str(path), seed=5)  # fmt: skip
+    module = EfficientZeroModule(dm.obs_shape, dm.num_actions, **SMALL)
+    trainer(root, 6).fit(module, dm)
+    return path
+
+
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("datasets")
+    return [str(record(task, root / task.split("/")[1], root / "runs")) for task in GAMES]
+
+
+@pytest.fixture(scope="module")
+def teachers(datasets, tmp_path_factory):
+    root = tmp_path_factory.mktemp("teachers")
+    paths = []
+    for ds in datasets:
+        dm = OfflineReplayDataModule([ds], batch_size=8, seed=2)
+        module = TeacherModule(obs_shape=dm.obs_shape, num_actions=dm.num_actions, **SMALL)
+        t = trainer(root / dm.task_ids[0].split("/")[1], 6, callbacks=[Evaluation(every_n_steps=0, episodes=2)])
+        t.fit(module, dm)
+        path = root / f"{dm.task_ids[0].split('/')[1]}.ckpt"
+        t.save_checkpoint(path)
+        paths.append(str(path))
+    return paths
+
+
+def test_offline_batches_map_every_game_into_the_shared_action_space(datasets):
+    dm = OfflineReplayDataModule(datasets, batch_size=16, seed=0)
+    dm.setup("fit")
+    assert dm.num_actions == 6 and dm.obs_shape == (10, 10, 10) and dm.task_ids == list(GAMES)
+    batch = dm.sample(3, 3)
+    for task, raw in batch.items():
+        legal = list(dm.action_ids(task))
+        assert set(raw["actions"].unique().tolist()) <= set(legal)
+        illegal = [a for a in range(6) if a not in legal]
+        assert raw["policies"][..., illegal].abs().sum() == 0
+        assert raw["frames"].shape == (16, 1 + 3 + 3, 10, 10, 10)
+        assert (raw["age"] == 0).all()
+
+
+def test_teacher_fits_offline_and_its_evaluation_runs(teachers):
+    loaded = load_network(teachers[0])
+    assert loaded.task_ids == [GAMES[0]] and loaded.net.num_actions == 6
+    log = next(iter(sorted((load_network(teachers[0]).path.parent / "breakout").rglob("eval/step6.json"))))
+    returns = json.loads(log.read_text())["returns"][GAMES[0]]
+    assert len(returns) == 2 and all(np.isfinite(returns))
+
+
+def test_teacher_refuses_more_than_one_game(datasets, tmp_path):
+    dm = OfflineReplayDataModule(datasets, batch_size=4)
+    module = TeacherModule(obs_shape=dm.obs_shape, num_actions=dm.num_actions, **SMALL)
+    with pytest.raises(ValueError, match="a teacher learns one game"):
+        trainer(tmp_path, 1).fit(module, dm)
+
+
+def test_student_targets_are_each_games_teacher_and_losses_are_logged_per_game(datasets, teachers, tmp_path):
+    dm = OfflineReplayDataModule(datasets, batch_size=8, seed=4)
+    student = DistillationModule(teachers=teachers, obs_shape=dm.obs_shape, num_actions=dm.num_actions,
+                                 **{**SMALL, "network": "minatar"})  # fmt: skip
+    dm.setup("fit")
+    student.frame_stack = dm.frame_stack
+    raw = dm.sample(3, 3)
+    for (task, batch), path in zip(raw.items(), teachers, strict=True):
+        teacher = load_network(path).net
+        prepared = student.task_targets(task, batch)
+        # value targets: n-step returns bootstrapped from *this game's teacher*, computed independently here
+        n = torch.full_like(batch["age"], 3)
+        plan = plan_values(batch["rewards"], batch["steps_left"], batch["terminal"], n, 3, student.hparams.discount)
+        from xtra.targets import stack_frames
+
+        boot_obs = stack_frames(batch["frames"], plan.bootstrap_positions, dm.frame_stack).flatten(0, 1)
+        with torch.no_grad():
+            boot = teacher.scalar(teacher.initial_inference(boot_obs).value_logits).view(8, 4)
+        torch.testing.assert_close(prepared["targets"].values, value_targets(plan, boot), atol=1e-4, rtol=1e-4)
+        # policy targets: the teacher's 4-simulation visit distributions over this game's actions only
+        legal = list(dm.action_ids(task))
+        policies = prepared["targets"].policies
+        illegal = [a for a in range(6) if a not in legal]
+        assert policies[..., illegal].abs().sum() == 0
+        visits = policies * 4
+        torch.testing.assert_close(visits, visits.round())
+        # and they differ from what the other game's teacher would give
+        other = load_network(teachers[1 - GAMES.index(task)]).net
+        other_prepared = student.prepare_batch(batch, other, student.action_ids_for(task))
+        assert not torch.allclose(other_prepared["targets"].values, prepared["targets"].values)
+
+    trainer(tmp_path, 4).fit(student, dm)
+    header = (tmp_path / "log" / "version_0" / "metrics.csv").read_text().splitlines()[0].split(",")
+    for game in ("breakout", "space_invaders"):
+        for name in (f"loss/policy/{game}", f"loss/value/{game}", f"distill/policy_kl/{game}",
+                     f"distill/value_error/{game}", f"train/task_weight/{game}"):  # fmt: skip
+            assert name in header, name
+
+
+def test_student_refuses_wrong_teachers(datasets, teachers, tmp_path):
+    dm = OfflineReplayDataModule(datasets, batch_size=4)
+    kwargs = dict(obs_shape=dm.obs_shape, num_actions=dm.num_actions, **SMALL)
+    with pytest.raises(CheckpointError, match="no teacher for"):
+        trainer(tmp_path, 1).fit(DistillationModule(teachers=teachers[:1], **kwargs), dm)
+    with pytest.raises(CheckpointError, match="two teachers"):
+        DistillationModule(teachers=[teachers[0], teachers[0]], **kwargs)
+    with pytest.raises(CheckpointError, match="sees observations"):
+        DistillationModule(teachers=teachers, **{**kwargs, "num_actions": 3})
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(open(teachers[0], "rb").read()[:5000])
+    with pytest.raises(CheckpointError, match="truncated, corrupt"):
+        DistillationModule(teachers=[str(truncated)], **kwargs)
+
+
+def test_behaviour_cloning_learns_the_recorded_actions_and_plays_from_its_policy(datasets, tmp_path):
+    dm = OfflineReplayDataModule(datasets, batch_size=16, seed=0)
+    module = BehaviourCloningModule(obs_shape=dm.obs_shape, num_actions=dm.num_actions, network="minatar",
+                                    network_overrides=TINY_NET, optimizer="adam", lr=3e-3, lr_warmup_steps=1)  # fmt: skip
+    evaluation = Evaluation(every_n_steps=0, episodes=2, task_ids=["minatar/asterix"])
+    trainer(tmp_path, 30, callbacks=[evaluation]).fit(module, dm)
+    header = (tmp_path / "log" / "version_0" / "metrics.csv").read_text()
+    assert "bc/accuracy/breakout" in header and "eval/return/asterix" in header
+    ckpt = tmp_path / "bc.ckpt"
+    module.trainer.save_checkpoint(ckpt)
+    assert load_network(ckpt).acting == "policy"

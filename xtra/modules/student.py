@@ -1,0 +1,112 @@
+"""DistillationModule: one multi-task student distilled from frozen per-game teachers (XTRA stage 1, step 2).
+
+Rows of game i get their targets from teacher i, not from the student: the policy target at every unrolled
+position is teacher i's search distribution over game i's actions (placed into the shared action space by the
+game's action ids), the value target is the n-step return bootstrapped from teacher i's value. Value prefixes
+come from the data and the consistency loss is EfficientZero's. Because the teachers never change, the targets
+are stable — the paper's reason this scales to many games where multi-task RL does not.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from xtra.checkpoints import CheckpointError, LoadedNetwork, load_network, require_same_network
+from xtra.losses import LossOutput
+from xtra.modules.multitask import MultiTaskModule
+from xtra.network import EfficientZeroNet
+
+
+def policy_kl(out: LossOutput, targets, rows: slice) -> float:
+    """Mean KL(teacher search policy ‖ student prior) per valid position: policy CE minus the target entropy."""
+    p = targets.policies
+    entropy = -(p * torch.log(p.clamp_min(1e-12))).sum(-1)  # [B, K+1]
+    positions = targets.policy_mask.sum(1).clamp_min(1)
+    kl = (out.sample_terms["policy"][rows] - (entropy * targets.policy_mask).sum(1)) / positions
+    return float(kl.mean())
+
+
+class DistillationModule(MultiTaskModule):
+    """A multi-task student trained on every pretraining game with its frozen teacher's targets.
+
+    Args:
+        teachers: one checkpoint per pretraining game (written by a TeacherModule run); each is matched to its
+            game by the game ids saved in it and must have this student's observation shape and action space.
+        network: the student's size preset (the paper's student is ``efficientzero-l``).
+        reanalyse_fraction: share of rows whose policy target is the teacher's fresh search (default all; the
+            rest use the policies stored in the data).
+        **kwargs: as :class:`~xtra.modules.efficientzero.EfficientZeroModule`.
+    """
+
+    def __init__(
+        self,
+        teachers: list[str] | None = None,
+        network: str = "efficientzero-l",
+        reanalyse_fraction: float = 1.0,
+        td_decay_env_steps: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            network=network, reanalyse_fraction=reanalyse_fraction, td_decay_env_steps=td_decay_env_steps, **kwargs
+        )
+        self.teachers: dict[str, EfficientZeroNet] = {}  # a plain dict: teachers are not part of the student
+        for path in teachers or []:
+            loaded = load_network(path)
+            self._check_teacher(loaded)
+            task = loaded.task_ids[0]
+            if task in self.teachers:
+                raise CheckpointError(f"two teachers for {task} (the second is {path}); give one per game")
+            for p in loaded.net.parameters():
+                p.requires_grad_(False)
+            self.teachers[task] = loaded.net
+
+    def _check_teacher(self, loaded: LoadedNetwork) -> None:
+        if len(loaded.task_ids) != 1:
+            raise CheckpointError(f"{loaded.path} was trained on {loaded.task_ids}, a teacher knows exactly one game")
+        ours = self.net.describe()
+        theirs = loaded.net.describe()
+        if (theirs["obs_shape"], theirs["num_actions"]) != (ours["obs_shape"], ours["num_actions"]):
+            raise CheckpointError(
+                f"teacher {loaded.path} ({loaded.task_ids[0]}) sees observations {theirs['obs_shape']} with "
+                f"{theirs['num_actions']} actions; the student needs {ours['obs_shape']} and {ours['num_actions']}: "
+                "train teachers on the same datasets, in the family's full action space"
+            )
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        missing = [t for t in self.data_task_ids() if t not in self.teachers]
+        if missing:
+            raise CheckpointError(f"no teacher for {missing}: add their checkpoints to model.teachers")
+        unused = [t for t in self.teachers if t not in self.data_task_ids()]
+        if unused:
+            raise CheckpointError(f"teachers for {unused} have no dataset in data.datasets: add it or drop them")
+        for net in self.teachers.values():
+            net.to(self.device).eval()
+
+    def teacher(self, task_id: str) -> EfficientZeroNet:
+        net = self.teachers[task_id]
+        if next(net.parameters()).device != self.device:
+            net.to(self.device)
+        return net
+
+    def task_targets(self, task_id: str, raw: dict[str, torch.Tensor]) -> dict[str, Any]:
+        """The game's teacher reanalyses the rows: its search policies and its bootstrapped values."""
+        return self.prepare_batch(raw, self.teacher(task_id), self.action_ids_for(task_id))
+
+    def task_metrics(self, task_id: str, prepared: dict[str, Any], out: LossOutput, rows: slice) -> dict[str, float]:
+        game = task_id.split("/", 1)[1]
+        targets = prepared["targets"]
+        value_error = (out.predicted_values[rows, 0] - targets.values[:, 0]).abs().mean()
+        return {
+            f"distill/policy_kl/{game}": policy_kl(out, targets, rows),
+            f"distill/value_error/{game}": float(value_error),
+        }
+
+
+def require_student(path: str, net: EfficientZeroNet) -> LoadedNetwork:
+    """A pretrained student that fits ``net`` exactly (used by the finetuner)."""
+    loaded = load_network(path)
+    require_same_network(loaded, net, "pretrained model")
+    return loaded
