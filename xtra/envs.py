@@ -143,6 +143,18 @@ def area_resize_matrix(n_in: int, n_out: int) -> np.ndarray:
     return (overlap / scale).astype(np.float32)
 
 
+def resample_screen(raw: np.ndarray, rows: np.ndarray, cols_t: np.ndarray, gray_scale: bool) -> np.ndarray:
+    """An ``H×W×3`` RGB screen → a channel-first uint8 frame, area-resampled by ``rows @ screen @ cols_t``."""
+    raw = raw.astype(np.float32)
+    if gray_scale:
+        out = rows @ (raw @ np.array([0.299, 0.587, 0.114], dtype=np.float32)) @ cols_t
+        return np.rint(out)[None].astype(np.uint8)
+    h, w, _ = raw.shape
+    n = rows.shape[0]
+    tmp = (rows @ raw.reshape(h, w * 3)).reshape(n, w, 3).transpose(2, 0, 1)
+    return np.rint(tmp @ cols_t).astype(np.uint8)
+
+
 class AtariGame:
     """One ALE game under the Atari-100k protocol. Rewards are raw; clipping is the learner's choice."""
 
@@ -174,15 +186,8 @@ class AtariGame:
         return (self.channels, self.options.resolution, self.options.resolution)
 
     def _frame(self) -> np.ndarray:
-        raw = np.maximum(self._raw[0], self._raw[1]).astype(np.float32)
-        if self.options.gray_scale:
-            raw = raw @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-            out = self._rows @ raw @ self._cols_t
-            return np.rint(out)[None].astype(np.uint8)
-        h, w, _ = raw.shape
-        n = self.options.resolution
-        tmp = (self._rows @ raw.reshape(h, w * 3)).reshape(n, w, 3).transpose(2, 0, 1)
-        return np.rint(tmp @ self._cols_t).astype(np.uint8)
+        raw = np.maximum(self._raw[0], self._raw[1])
+        return resample_screen(raw, self._rows, self._cols_t, self.options.gray_scale)
 
     def _grab(self, slot: int) -> None:
         self.ale.getScreenRGB(self._raw[slot])
