@@ -158,3 +158,17 @@ def test_behaviour_cloning_learns_the_recorded_actions_and_plays_from_its_policy
     ckpt = tmp_path / "bc.ckpt"
     module.trainer.save_checkpoint(ckpt)
     assert load_network(ckpt).acting == "policy"
+
+
+def test_zero_shot_evaluation_of_a_checkpoint_on_an_unseen_game(teachers, tmp_path, capsys):
+    from xtra.evaluate_cli import main
+
+    out = tmp_path / "zero_shot.json"
+    args = [teachers[0], "--tasks", "minatar/asterix", "--episodes", "2", "--max-steps", "40", "--simulations", "2"]
+    assert main([*args, "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    game = result["games"]["minatar/asterix"]
+    assert result["trained_on"] == ["minatar/breakout"] and game["seen_in_training"] is False
+    assert len(game["returns"]) == 2 and np.isfinite(game["mean"])
+    assert main([str(tmp_path / "missing.ckpt"), "--tasks", "minatar/asterix"]) == 1
+    assert "no checkpoint" in capsys.readouterr().err

@@ -50,6 +50,13 @@ class OfflineDataset:
         self.replay.priorities = np.where(steps, 1.0 if reset_priorities else stored, 0.0).astype(np.float32)
         self.replay.max_priority = 1.0 if reset_priorities else float(stored.max())
         self.nbytes = sum((self.path / f"{name}.npy").stat().st_size for name in FIELDS)
+        self._advise(mmap.MADV_RANDOM)  # sampling is random: no readahead around each touched row
+
+    def _advise(self, advice: int) -> None:
+        for name in FIELDS:
+            handle = getattr(getattr(self.replay, name), "_mmap", None)
+            if handle is not None:
+                handle.madvise(advice)
 
     @property
     def steps(self) -> int:
@@ -65,10 +72,7 @@ class OfflineDataset:
 
     def release(self) -> None:
         """Drop this process's mapping of every page touched so far (the data stays in the page cache)."""
-        for name in FIELDS:
-            handle = getattr(getattr(self.replay, name), "_mmap", None)
-            if handle is not None:
-                handle.madvise(mmap.MADV_DONTNEED)
+        self._advise(mmap.MADV_DONTNEED)
 
 
 def read_dataset_specs(paths: list[str]) -> list[dict]:
@@ -124,7 +128,7 @@ class OfflineReplayDataModule(L.LightningDataModule):
         verify_checksums: bool = True,
         reset_priorities: bool = True,
         priority_beta: float = 0.4,
-        release_every: int = 64,
+        release_every: int = 1,
         env_options: EnvOptions | None = None,
         seed: int = 0,
     ) -> None:
