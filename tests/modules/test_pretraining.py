@@ -10,7 +10,6 @@ from lightning.pytorch.loggers import CSVLogger
 
 from xtra.callbacks.evaluation import Evaluation
 from xtra.checkpoints import CheckpointError, load_network
-from xtra.datamodules.common import windows_to_tensors
 from xtra.datamodules.offline import OfflineReplayDataModule
 from xtra.datamodules.online import OnlineReplayDataModule
 from xtra.mcts import MCTSConfig
@@ -150,7 +149,8 @@ def test_student_refuses_wrong_teachers(datasets, teachers, tmp_path):
 def test_behaviour_cloning_learns_the_recorded_actions_and_plays_from_its_policy(datasets, tmp_path):
     dm = OfflineReplayDataModule(datasets, batch_size=16, seed=0)
     module = BehaviourCloningModule(obs_shape=dm.obs_shape, num_actions=dm.num_actions, network="minatar",
-                                    network_overrides=TINY_NET, optimizer="adam", lr=3e-3, lr_warmup_steps=1)  # fmt: skip
+                                    network_overrides=TINY_NET, optimizer="adam", lr=3e-3,
+                                    lr_warmup_steps=1)  # fmt: skip
     evaluation = Evaluation(every_n_steps=0, episodes=2, task_ids=["minatar/asterix"])
     trainer(tmp_path, 30, callbacks=[evaluation]).fit(module, dm)
     header = (tmp_path / "log" / "version_0" / "metrics.csv").read_text()

@@ -91,6 +91,7 @@ class OnlineReplayDataModule(L.LightningDataModule):
         self.save_dataset = save_dataset
         self.keep_replay_snapshots = keep_replay_snapshots
         self.seed = seed
+        self.shared_action_space: tuple[np.ndarray, int] | None = None  # set when a shared-space model learns
         self.replay: Replay | None = None
         self.collector: Collector | None = None
         self.rng: np.random.Generator | None = None
@@ -178,6 +179,8 @@ class OnlineReplayDataModule(L.LightningDataModule):
         windows = self.replay.sample(
             self.batch_size, sampling["unroll_steps"], sampling["td_steps"], self.rng, beta, self.collector.env_steps
         )
+        if self.shared_action_space is not None:
+            windows = windows.in_action_space(*self.shared_action_space)
         on_cuda = self.trainer.strategy.root_device.type == "cuda"
         return windows_to_tensors(windows, pin=on_cuda)
 

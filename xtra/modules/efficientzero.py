@@ -191,13 +191,23 @@ class EfficientZeroModule(L.LightningModule):
 
     @torch.no_grad()
     def prepare_batch(
-        self, batch: dict[str, torch.Tensor], target_net: EfficientZeroNet, action_ids: torch.Tensor | None = None
+        self,
+        batch: dict[str, torch.Tensor],
+        target_net: EfficientZeroNet | None,
+        action_ids: torch.Tensor | None = None,
+        reanalyse_fraction: float | None = None,
+        value_bootstrap: str | None = None,
     ) -> dict[str, Any]:
         """Observation stacks, actions and all targets for a raw window batch, using ``target_net``.
 
         ``action_ids`` restricts searches to one game's actions when the network has a shared action space.
+        ``reanalyse_fraction`` and ``value_bootstrap`` override the model's settings for this batch; the bootstrap
+        ``stored`` uses the search values recorded with the data (no network needed), ``stored_as_coded`` the
+        authors' offline target (the stored value of the *same* state plus the n-step reward sum).
         """
         hp = self.hparams
+        bootstrap = value_bootstrap or hp.value_bootstrap
+        reanalyse = hp.reanalyse_fraction if reanalyse_fraction is None else reanalyse_fraction
         k = hp.unroll_steps
         frames = batch["frames"]
         b = frames.shape[0]
@@ -207,19 +217,28 @@ class EfficientZeroModule(L.LightningModule):
 
         n = td_steps(batch["age"], hp.td_steps, hp.td_decay_env_steps)
         plan = plan_values(batch["rewards"], batch["steps_left"], batch["terminal"], n, k, hp.discount)
-        boot_obs = stack_frames(frames, plan.bootstrap_positions, stack).flatten(0, 1)
-        target_net.eval()
-        if hp.value_bootstrap == "search":
+        boot_obs = None
+        if bootstrap in ("network", "search"):
+            boot_obs = stack_frames(frames, plan.bootstrap_positions, stack).flatten(0, 1)
+        if target_net is not None:
+            target_net.eval()
+        if bootstrap == "search":
             searched, _ = run_mcts(target_net, boot_obs, self.search, None, action_ids)
             boot_values = torch.from_numpy(searched.root_values).float().to(frames.device).view(b, k + 1)
+        elif bootstrap in ("stored", "stored_as_coded"):
+            boot_values = batch["root_values"].gather(1, plan.bootstrap_positions)
         else:
             boot_values = target_net.scalar(target_net.initial_inference(boot_obs).value_logits).view(b, k + 1)
-        values = value_targets(plan, boot_values)
+        if bootstrap == "stored_as_coded":  # reproduces the authors' double counting, on purpose only
+            values = (plan.discounted_rewards + batch["root_values"][:, : k + 1]) * plan.mask
+        else:
+            values = value_targets(plan, boot_values)
 
         obs_mask, policy_mask = position_masks(batch["steps_left"], k)
         prefixes, prefix_mask = value_prefix_targets(batch["rewards"], batch["steps_left"], k, hp.value_prefix_horizon)
         policies = batch["policies"].clone()
-        n_re = int(round(b * hp.reanalyse_fraction))
+        policies = policies * policy_mask[..., None]
+        n_re = int(round(b * reanalyse))
         stats = {}
         if n_re > 0:
             roots = obs[:n_re].flatten(0, 1)

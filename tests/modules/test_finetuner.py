@@ -1,0 +1,97 @@
+"""Stage 3: the cross-task finetuner on MinAtar through the real Trainer, with gradient-cosine task weights."""
+
+import numpy as np
+import pytest
+import torch
+from test_pretraining import GAMES, SMALL, datasets, teachers, trainer  # noqa: F401 - fixtures
+
+from xtra.callbacks.task_weights import GradientCosineTaskWeights
+from xtra.checkpoints import CheckpointError
+from xtra.datamodules.cross_task import CrossTaskDataModule
+from xtra.datamodules.offline import OfflineReplayDataModule
+from xtra.datamodules.online import OnlineReplayDataModule
+from xtra.modules.finetuner import CrossTaskFinetuner
+from xtra.modules.student import DistillationModule
+
+TARGET = "minatar/asterix"
+
+
+@pytest.fixture(scope="module")
+def student(datasets, teachers, tmp_path_factory):  # noqa: F811
+    root = tmp_path_factory.mktemp("student")
+    dm = OfflineReplayDataModule(datasets, batch_size=8, seed=4)
+    module = DistillationModule(teachers=teachers, obs_shape=dm.obs_shape, num_actions=dm.num_actions, **SMALL)
+    t = trainer(root, 4)
+    t.fit(module, dm)
+    t.save_checkpoint(root / "student.ckpt")
+    return str(root / "student.ckpt")
+
+
+def cross_task(datasets, offline=True, batch_size=16):  # noqa: F811
+    target = OnlineReplayDataModule(TARGET, num_envs=4, env_steps=400, warmup_steps=64, batch_size=8,
+                                    segment_length=20, seed=7)  # fmt: skip
+    off = OfflineReplayDataModule(datasets, seed=8) if offline else None
+    return CrossTaskDataModule(target, off, batch_size=batch_size)
+
+
+def test_finetune_from_the_student_logs_task_weights(datasets, student, tmp_path):  # noqa: F811
+    dm = cross_task(datasets)
+    assert dm.target.batch_size == 8 and dm.offline.batch_size == 4 and dm.task_ids == [TARGET, *GAMES]
+    module = CrossTaskFinetuner(pretrained=student, obs_shape=dm.obs_shape, num_actions=dm.num_actions, **SMALL)
+    weights = GradientCosineTaskWeights(cycle=4, measure=2, start=2)
+    t = trainer(tmp_path, 10, callbacks=[weights])
+    t.fit(module, dm)
+    header = (tmp_path / "log" / "version_0" / "metrics.csv").read_text().splitlines()[0].split(",")
+    for game in ("breakout", "space_invaders"):
+        for name in ("task_weights/eta", "task_weights/cosine", "task_weights/frac_above_0",
+                     "task_weights/frac_above_0.05", "loss/total", "train/task_weight"):  # fmt: skip
+            name = f"{name}/{game}"
+            assert name in header, name
+    assert "loss/total/asterix" in header and "data/env_steps" in header
+    assert set(weights.weights) == set(GAMES) and all(0.0 <= w <= 1.0 for w in weights.weights.values())
+    assert module.task_weights == weights.weights
+    # the target's replay holds asterix actions in its own space; batches reach the model in the shared space
+    assert dm.target.replay.actions[: dm.target.replay.head].max() < dm.target.spec.num_actions
+
+
+def test_starts_from_the_student_weights_and_refuses_another_size(datasets, student):  # noqa: F811
+    dm = cross_task(datasets)
+    module = CrossTaskFinetuner(pretrained=student, obs_shape=dm.obs_shape, num_actions=dm.num_actions, **SMALL)
+    saved = torch.load(student, weights_only=True)["state_dict"]
+    torch.testing.assert_close(module.net.state_dict()["dynamics.lstm.weight_hh_l0"],
+                               saved["net.dynamics.lstm.weight_hh_l0"])  # fmt: skip
+    other = {**SMALL, "network_overrides": {**SMALL["network_overrides"], "lstm_hidden": 24}}
+    with pytest.raises(CheckpointError, match="pretrained model"):
+        CrossTaskFinetuner(pretrained=student, obs_shape=dm.obs_shape, num_actions=dm.num_actions, **other)
+
+
+@pytest.mark.parametrize("variant", ["pcgrad", "no_cross_task", "as_coded", "reanalyse"])
+def test_variants_run(datasets, tmp_path, variant):  # noqa: F811
+    dm = cross_task(datasets, offline=variant != "no_cross_task")
+    kwargs = {"pcgrad": {"gradient_surgery": "pcgrad"}, "as_coded": {"offline_targets": "stored_as_coded"},
+              "reanalyse": {"offline_targets": "reanalyse"}}.get(variant, {})  # fmt: skip
+    module = CrossTaskFinetuner(obs_shape=dm.obs_shape, num_actions=dm.num_actions, **SMALL, **kwargs)
+    trainer(tmp_path, 3).fit(module, dm)
+    assert module.global_step == 3 and np.isfinite(module.trainer.callback_metrics["loss/total"].item())
+
+
+def test_per_task_step_equals_the_joint_gradient_without_batch_norm_differences(datasets):  # noqa: F811
+    """With equal batch statistics (eval-mode BN), the per-task update direction is the joint loss's gradient."""
+    dm = cross_task(datasets)
+    module = CrossTaskFinetuner(obs_shape=dm.obs_shape, num_actions=dm.num_actions, **{**SMALL, "seed": 3})
+    module.hparams.augmentation = False
+    dm.offline.setup("fit")
+    module.frame_stack = dm.frame_stack
+    raw = dm.offline.sample(3, 3)
+    batch = {task: module.prepare_batch(b, module.target_net, None) for task, b in raw.items()}
+    module.task_weights = {GAMES[1]: 0.3}
+    module.net.eval()
+    params = [p for p in module.net.parameters() if p.requires_grad]
+    from xtra.gradients import flat_gradient
+
+    joint, _ = module.joint_loss(batch)
+    g_joint = flat_gradient(joint.loss, params)
+    parts = [flat_gradient(module.compute_loss(b).loss, params) for b in batch.values()]
+    n = [len(b["rows"]) for b in batch.values()]
+    combined = sum(w * k / sum(n) * g for w, k, g in zip([1.0, 0.3], n, parts, strict=True))
+    torch.testing.assert_close(combined, g_joint, atol=1e-5, rtol=1e-4)

@@ -1,0 +1,139 @@
+"""CrossTaskFinetuner: XTRA stage 3 — online on the target game while still training on the offline games.
+
+L = L_EZ(target) + Σ_i η_i · L_EZ(offline_i), as the mean over all rows of ω·w_PER·ℓ with ω = 1 on target rows and
+η_i on game i's rows (the authors' code). The target's rows get EfficientZero's targets (reanalysed with this
+model's target network); offline rows get the targets stored with their data by default (the authors' code: no
+reanalyse), with a correct n-step bootstrap on the stored search values — or, behind a switch, the authors'
+double-counting target, or a reanalyse with this model.
+
+The η_i are set by a callback (:class:`~xtra.callbacks.task_weights.GradientCosineTaskWeights`), which asks for
+per-task gradients on its measurement steps. Those steps take each task's gradient from *its own rows* (one
+forward and backward per task over a slice of the batch; together the same work as the joint pass), so measuring
+costs little more than an ordinary step; the update then uses exactly the combination of those gradients that the
+joint loss would give. Batch-norm statistics on those steps are per task rather than over the joint batch.
+Under DDP the per-task gradients are all-reduced before anything is computed from them, so every rank sees the
+same similarities and the same η. PCGrad (``gradient_surgery: pcgrad``) uses the same per-task gradients on
+every step.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+import torch.distributed as dist
+
+from xtra.gradients import assign_flat_gradient, cosine_to_first, flat_gradient, pcgrad
+from xtra.losses import LossOutput
+from xtra.modules.efficientzero import check_finite
+from xtra.modules.multitask import MultiTaskModule, concat_prepared
+from xtra.modules.student import require_student
+
+
+class CrossTaskFinetuner(MultiTaskModule):
+    """Finetune on a target game (online) together with offline games.
+
+    Args:
+        pretrained: a student checkpoint (DistillationModule) to start from; ``None`` starts from random
+            weights (the "w/o pretraining" ablation). Its network must equal this model's.
+        network: size preset (the paper finetunes ``efficientzero-l``).
+        offline_targets: ``stored`` (the data's search policies; values bootstrapped from the stored search
+            values, n-step), ``stored_as_coded`` (the authors' value target: stored value of the same state plus
+            the 5-step reward sum), or ``reanalyse`` (this model's search and target network, as for the target).
+        gradient_surgery: ``none`` or ``pcgrad`` (Yu et al., 2020) over the per-task gradients.
+        reanalyse_fraction: share of *target* rows with fresh search policies (authors: all of them).
+        **kwargs: as :class:`~xtra.modules.efficientzero.EfficientZeroModule`.
+    """
+
+    def __init__(
+        self,
+        pretrained: str | None = None,
+        network: str = "efficientzero-l",
+        offline_targets: Literal["stored", "stored_as_coded", "reanalyse"] = "stored",
+        gradient_surgery: Literal["none", "pcgrad"] = "none",
+        reanalyse_fraction: float = 1.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(network=network, reanalyse_fraction=reanalyse_fraction, **kwargs)
+        if pretrained:
+            loaded = require_student(pretrained, self.net)
+            self.net.load_state_dict(loaded.net.state_dict())
+            self.target_net.load_state_dict(loaded.net.state_dict())
+        self.probe_gradients = False  # set by the task-weight callback on its measurement steps
+        self.last_similarities: dict[str, float] = {}
+
+    def target_task(self) -> str:
+        return self.data_task_ids()[0]
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        sources = getattr(self.trainer.datamodule, "offline_sources", {})
+        if self.hparams.offline_targets != "reanalyse":
+            for task, source in sources.items():
+                if source.get("search_targets") is False:
+                    raise ValueError(
+                        f"the dataset of {task} has no search targets (source: {source.get('kind')}); use "
+                        "model.offline_targets: reanalyse, or relabel it with its teacher first"
+                    )
+
+    def task_targets(self, task_id: str, raw: dict[str, torch.Tensor]) -> dict[str, Any]:
+        ids = self.action_ids_for(task_id)
+        if task_id == self.target_task() or self.hparams.offline_targets == "reanalyse":
+            return self.prepare_batch(raw, self.target_net, ids)
+        return self.prepare_batch(raw, None, ids, reanalyse_fraction=0.0, value_bootstrap=self.hparams.offline_targets)
+
+    # ---------------------------------------------------------------- training
+    def training_step(self, batch: dict[str, dict[str, Any]], batch_idx: int) -> torch.Tensor:
+        if not (self.probe_gradients or self.hparams.gradient_surgery == "pcgrad") or len(batch) < 2:
+            return super().training_step(batch, batch_idx)
+        out, slices = self.per_task_step(batch)
+        self.after_tasks_update(batch, out, slices)
+        return out.loss.detach()
+
+    def per_task_step(self, batch: dict[str, dict[str, Any]]):
+        """One forward/backward per task on its own rows; similarities and/or PCGrad; then the update."""
+        params = [p for p in self.net.parameters() if p.requires_grad]
+        tasks = list(batch)
+        total_rows = sum(len(batch[t]["rows"]) for t in tasks)
+        grads, outs = [], []
+        for task in tasks:
+            out = self.compute_loss(batch[task])
+            check_finite(out.loss, out.terms, self.global_step)
+            grads.append(flat_gradient(out.loss, params))
+            outs.append(out)
+        grads = torch.stack(grads)  # [T, P], each the gradient of that task's own PER-weighted mean loss
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            dist.all_reduce(grads)
+            grads /= dist.get_world_size()
+        if self.probe_gradients:
+            cos = cosine_to_first(grads, self.hparams.max_grad_norm)
+            self.last_similarities = {task: float(c) for task, c in zip(tasks[1:], cos.tolist(), strict=True)}
+        coeff = torch.tensor(
+            [self.task_weight(t) * len(batch[t]["rows"]) / total_rows for t in tasks], device=grads.device
+        )
+        if self.hparams.gradient_surgery == "pcgrad":
+            gen = torch.Generator().manual_seed(int(self.hparams.seed) * 1_000_003 + self.global_step)
+            combined = pcgrad(grads * coeff[:, None], gen)
+        else:
+            combined = (grads * coeff[:, None]).sum(0)
+        opt = self.optimizers()
+        opt.zero_grad(set_to_none=True)
+        assign_flat_gradient(params, combined)
+        self.clip_gradients(opt, gradient_clip_val=self.hparams.max_grad_norm, gradient_clip_algorithm="norm")
+        opt.step()
+        self.lr_schedulers().step()
+        return self.merge_outputs(batch, outs)
+
+    def merge_outputs(self, batch, outs):
+        """The per-task outputs as one joint output (for priorities and logging)."""
+        slices, start = {}, 0
+        for task in batch:
+            n = len(batch[task]["rows"])
+            slices[task], start = slice(start, start + n), start + n
+        sample_terms = {k: torch.cat([o.sample_terms[k] for o in outs]) for k in outs[0].sample_terms}
+        per_sample = torch.cat([o.per_sample.detach() for o in outs])
+        joint = concat_prepared(list(batch.values()), [b["weights"] for b in batch.values()])
+        loss = (joint["weights"] * per_sample).mean() / max(self.hparams.unroll_steps, 1)
+        terms = {k: v.mean() for k, v in sample_terms.items()}
+        predicted = torch.cat([o.predicted_values for o in outs])
+        return LossOutput(per_sample, loss, terms, sample_terms, predicted), slices
