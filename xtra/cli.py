@@ -33,12 +33,13 @@ def main(argv: list[str] | None = None) -> None:
 
         print("\n".join(valid_task_ids()))
         return
-    from xtra.datamodules.online import OnlineReplayDataModule
+    import lightning as L
+
     from xtra.modules.efficientzero import EfficientZeroModule
 
     XtraCLI(
         EfficientZeroModule,
-        OnlineReplayDataModule,
+        L.LightningDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,
         save_config_kwargs={"overwrite": True},

@@ -61,6 +61,8 @@ PRESETS: dict[str, NetworkConfig] = {
         predictor_hidden=128,
     ),
 }
+# MinAtar's counterpart of EfficientZero-L (students and finetuners on the CPU).
+PRESETS["minatar-l"] = replace(PRESETS["minatar"], blocks=4)
 
 
 def network_config(preset: str = "efficientzero", **overrides: int | bool) -> NetworkConfig:

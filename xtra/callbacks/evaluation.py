@@ -60,7 +60,8 @@ class Evaluation(L.Callback):
         was_training = module.net.training
         module.net.eval()
         metrics: dict[str, float] = {}
-        record = {"global_step": trainer.global_step, "returns": {}}
+        env_steps = getattr(trainer.datamodule, "env_steps", None) if trainer.datamodule is not None else None
+        record = {"global_step": trainer.global_step, "env_steps": env_steps, "returns": {}}
         try:
             for task in self._tasks(trainer):
                 actor = module.evaluation_actor(task)

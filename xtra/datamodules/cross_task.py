@@ -82,6 +82,10 @@ class CrossTaskDataModule(L.LightningDataModule):
         return self.target.frame_stack
 
     @property
+    def env_steps(self) -> int | None:
+        return self.target.env_steps
+
+    @property
     def task_id(self) -> str:
         return self.target.task_id
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import numpy as np
@@ -53,6 +53,8 @@ class OnlineReplayDataModule(L.LightningDataModule):
         replay_capacity: rows kept (default: everything the budget can produce).
         priority_beta: importance-sampling exponent at the start; it grows linearly to 1 at ``max_steps``.
         save_dataset: write the replay as an offline dataset here when fit ends.
+        warmup_actor: who plays the warm-up steps: uniformly ``random`` (EfficientZero from scratch) or the
+            ``model``'s search (a pretrained model: the authors' finetuning acts with it from the first step).
         seed: base seed; each rank's envs and sampler derive their own streams from (seed, rank).
     """
 
@@ -71,6 +73,7 @@ class OnlineReplayDataModule(L.LightningDataModule):
         priority_beta: float = 0.4,
         save_dataset: str | None = None,
         keep_replay_snapshots: int = 2,
+        warmup_actor: Literal["random", "model"] = "random",
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -90,6 +93,7 @@ class OnlineReplayDataModule(L.LightningDataModule):
         self.priority_beta = priority_beta
         self.save_dataset = save_dataset
         self.keep_replay_snapshots = keep_replay_snapshots
+        self.warmup_actor = warmup_actor
         self.seed = seed
         self.shared_action_space: tuple[np.ndarray, int] | None = None  # set when a shared-space model learns
         self.replay: Replay | None = None
@@ -109,6 +113,11 @@ class OnlineReplayDataModule(L.LightningDataModule):
     @property
     def frame_stack(self) -> int:
         return self.spec.frame_stack
+
+    @property
+    def env_steps(self) -> int | None:
+        """Env steps played so far on this rank (None before setup)."""
+        return self.collector.env_steps if self.collector is not None else None
 
     def _rank(self) -> int:
         return self.trainer.global_rank if self.trainer is not None else 0
@@ -151,7 +160,7 @@ class OnlineReplayDataModule(L.LightningDataModule):
         """Play ``steps`` env steps: uniformly at random while warming up (never past its end), then with MCTS."""
         module = self._module()
         left_in_warmup = self.warmup_steps - self.collector.env_steps
-        if left_in_warmup > 0:
+        if left_in_warmup > 0 and self.warmup_actor == "random":
             self.collector.collect(min(steps, left_in_warmup), None)
         else:
             self.collector.collect(steps, module.actor(), module.temperature())
