@@ -23,6 +23,23 @@ class XtraCLI(LightningCLI):
         parser.link_arguments("data.num_actions", "model.init_args.num_actions", apply_on="instantiate")
 
 
+def run(argv: list[str]) -> XtraCLI:
+    """Run one ``xtra`` command in this process and return the CLI (its ``trainer`` and ``model`` included)."""
+    import lightning as L
+
+    from xtra.modules.efficientzero import EfficientZeroModule
+
+    return XtraCLI(
+        EfficientZeroModule,
+        L.LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        save_config_kwargs={"overwrite": True},
+        parser_kwargs={"default_env": True},
+        args=argv,
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if args[:1] == ["--version"]:
@@ -33,19 +50,7 @@ def main(argv: list[str] | None = None) -> None:
 
         print("\n".join(valid_task_ids()))
         return
-    import lightning as L
-
-    from xtra.modules.efficientzero import EfficientZeroModule
-
-    XtraCLI(
-        EfficientZeroModule,
-        L.LightningDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        save_config_kwargs={"overwrite": True},
-        parser_kwargs={"default_env": True},
-        args=argv,
-    )
+    run(args)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ import argparse
 import csv
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -66,7 +65,12 @@ class Budget:
 
     @property
     def finetune_updates(self) -> int:
-        return max(int((self.finetune_env_steps - self.warmup_steps) * self.update_to_data), 1)
+        """Updates that the env-step budget allows, rounded down to whole evaluation intervals."""
+        updates = max(int((self.finetune_env_steps - self.warmup_steps) * self.update_to_data), self.evaluations)
+        return updates - updates % self.evaluations
+
+
+PROGRESS = "xtra.callbacks.progress.ProgressFile"
 
 
 def callbacks_json(*callbacks: tuple[str, dict]) -> str:
@@ -74,7 +78,7 @@ def callbacks_json(*callbacks: tuple[str, dict]) -> str:
 
 
 def eval_callback(every: int, episodes: int) -> tuple[str, dict]:
-    return ("xtra.callbacks.evaluation.Evaluation", {"every_n_steps": every, "episodes": episodes})
+    return ("xtra.callbacks.evaluation.Evaluation", {"every_n_steps": every, "episodes": episodes, "at_start": True})
 
 
 def export_callback(path: Path) -> tuple[str, dict]:
@@ -84,7 +88,7 @@ def export_callback(path: Path) -> tuple[str, dict]:
 def plan(out: Path, configs: Path, target: str, pretrain: list[str], b: Budget, seed: int) -> list[list[Job]]:
     """The stages, each a list of jobs that may run side by side."""
     game = lambda t: t.split("/", 1)[1]  # noqa: E731
-    common = [f"--seed_everything={seed}", "--trainer.enable_progress_bar=true", "--trainer.log_every_n_steps=25"]
+    common = [f"--seed_everything={seed}", "--trainer.enable_progress_bar=false", "--trainer.log_every_n_steps=25"]
     datasets = {t: out / "datasets" / game(t) for t in pretrain}
     teachers = {t: out / "teachers" / f"{game(t)}.ckpt" for t in pretrain}
     student = out / "student.ckpt"
@@ -114,7 +118,7 @@ def plan(out: Path, configs: Path, target: str, pretrain: list[str], b: Budget, 
             f"--trainer.default_root_dir={out / 'runs' / 'student'}",
         ], student, out / "logs" / "student.log", b.student_updates)
     ]  # fmt: skip
-    every = max(b.finetune_updates // b.evaluations, 1)
+    every = b.finetune_updates // b.evaluations
     cycle = max(b.finetune_updates // 8, 10)
     weights = ("xtra.callbacks.task_weights.GradientCosineTaskWeights",
                {"cycle": cycle, "measure": max(cycle // 10, 1), "start": cycle})  # fmt: skip
@@ -140,23 +144,22 @@ def plan(out: Path, configs: Path, target: str, pretrain: list[str], b: Budget, 
     for stage in (stage1, stage2, stage3, stage4):
         for job in stage:
             job.config = str(configs / job.config)
-            job.overrides = [*common, *job.overrides]
+            job.overrides = [*common, *job.overrides, f"--trainer.callbacks+={PROGRESS}",
+                             f"--trainer.callbacks.init_args.path={progress_path(job)}"]  # fmt: skip
     return [stage1, stage2, stage3, stage4]
 
 
-STEP = re.compile(r"\|\s*(\d+)/")
+def progress_path(job: Job) -> Path:
+    return job.log.with_suffix(".progress.json")
 
 
 def progress(job: Job) -> str:
-    """The job's latest step, read from the progress bar in its log."""
+    """The job's latest step, from the progress file its ProgressFile callback writes."""
     try:
-        with open(job.log, "rb") as f:
-            f.seek(max(job.log.stat().st_size - 4000, 0))
-            tail = f.read().decode(errors="replace")
-    except OSError:
+        state = json.loads(progress_path(job).read_text())
+    except (OSError, ValueError):
         return "starting"
-    steps = STEP.findall(tail)
-    return f"{steps[-1]}/{job.total_steps} steps" if steps else "starting"
+    return f"{state['step']}/{job.total_steps} steps"
 
 
 def run_stage(number: int, name: str, jobs: list[Job], jobs_at_once: int) -> None:

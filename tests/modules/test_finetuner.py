@@ -65,11 +65,13 @@ def test_starts_from_the_student_weights_and_refuses_another_size(datasets, stud
         CrossTaskFinetuner(pretrained=student, obs_shape=dm.obs_shape, num_actions=dm.num_actions, **other)
 
 
-@pytest.mark.parametrize("variant", ["pcgrad", "no_cross_task", "as_coded", "reanalyse"])
+@pytest.mark.parametrize("variant", ["pcgrad", "no_cross_task", "as_coded", "reanalyse", "joint_backward"])
 def test_variants_run(datasets, tmp_path, variant):  # noqa: F811
     dm = cross_task(datasets, offline=variant != "no_cross_task")
     kwargs = {"pcgrad": {"gradient_surgery": "pcgrad"}, "as_coded": {"offline_targets": "stored_as_coded"},
-              "reanalyse": {"offline_targets": "reanalyse"}}.get(variant, {})  # fmt: skip
+              "reanalyse": {"offline_targets": "reanalyse"},
+              "joint_backward": {"gradient_surgery": "pcgrad", "gradient_probe": "joint_backward"},
+              }.get(variant, {})  # fmt: skip
     module = CrossTaskFinetuner(obs_shape=dm.obs_shape, num_actions=dm.num_actions, **SMALL, **kwargs)
     trainer(tmp_path, 3).fit(module, dm)
     assert module.global_step == 3 and np.isfinite(module.trainer.callback_metrics["loss/total"].item())

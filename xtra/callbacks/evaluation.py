@@ -19,12 +19,14 @@ class Evaluation(L.Callback):
     """Play ``episodes`` greedy episodes every ``every_n_steps`` updates and when training ends (rank 0).
 
     Args:
-        task_ids: games to evaluate (default: the datamodule's games); any game works, also one the model never
-            saw (zero-shot), as long as its actions fit the network's action space.
+        task_ids: games to evaluate (default: the online target game, or every game of offline data); any game
+            works, also one the model never saw (zero-shot), as long as its actions fit the network's.
         episodes: episodes per game (Atari protocol: 32).
         seed: evaluation games' seed, independent of the training seed so every checkpoint sees the same games.
         max_episode_steps: cap per episode (default: the environment's own).
         env_options: evaluation protocol (default: the datamodule's; episodic life is never applied).
+        at_start / at_end: also evaluate before the first update (a pretrained model's zero-shot score) and after
+            the last one.
     Each evaluation's per-episode returns are written to ``<log_dir>/eval/step<N>.json``.
     """
 
@@ -37,6 +39,7 @@ class Evaluation(L.Callback):
         max_episode_steps: int | None = None,
         env_options: EnvOptions | None = None,
         at_end: bool = True,
+        at_start: bool = False,
     ) -> None:
         self.every_n_steps = every_n_steps
         self.episodes = episodes
@@ -45,13 +48,15 @@ class Evaluation(L.Callback):
         self.max_episode_steps = max_episode_steps
         self.env_options = env_options
         self.at_end = at_end
+        self.at_start = at_start
         self.last_return: float | None = None
         self.history: list[dict] = []
 
     def _tasks(self, trainer: L.Trainer) -> list[str]:
         if self.task_ids:
             return list(self.task_ids)
-        return trainer.lightning_module.data_task_ids()
+        target = getattr(trainer.datamodule, "task_id", None)
+        return [target] if target else trainer.lightning_module.data_task_ids()
 
     def _options(self, trainer: L.Trainer) -> EnvOptions | None:
         return self.env_options if self.env_options is not None else getattr(trainer.datamodule, "env_options", None)
@@ -102,6 +107,11 @@ class Evaluation(L.Callback):
             self.run(trainer, pl_module)
         if self.last_return is not None:
             pl_module.log("eval_return", self.last_return, prog_bar=True, rank_zero_only=True, batch_size=1)
+
+    @rank_zero_only
+    def on_train_start(self, trainer, pl_module) -> None:
+        if self.at_start and trainer.global_step == 0:
+            self.run(trainer, pl_module)
 
     @rank_zero_only
     def on_train_end(self, trainer, pl_module) -> None:

@@ -41,6 +41,9 @@ class CrossTaskFinetuner(MultiTaskModule):
             values, n-step), ``stored_as_coded`` (the authors' value target: stored value of the same state plus
             the 5-step reward sum), or ``reanalyse`` (this model's search and target network, as for the target).
         gradient_surgery: ``none`` or ``pcgrad`` (Yu et al., 2020) over the per-task gradients.
+        gradient_probe: how per-task gradients are taken: ``task_rows`` (one forward/backward per task on its own
+            rows; cheap) or ``joint_backward`` (the authors' way: one joint forward, then one full backward per
+            task; exact joint batch-norm statistics, about 1 + M times the backward cost on those steps).
         reanalyse_fraction: share of *target* rows with fresh search policies (authors: all of them).
         **kwargs: as :class:`~xtra.modules.efficientzero.EfficientZeroModule`.
     """
@@ -51,6 +54,7 @@ class CrossTaskFinetuner(MultiTaskModule):
         network: str = "efficientzero-l",
         offline_targets: Literal["stored", "stored_as_coded", "reanalyse"] = "stored",
         gradient_surgery: Literal["none", "pcgrad"] = "none",
+        gradient_probe: Literal["task_rows", "joint_backward"] = "task_rows",
         reanalyse_fraction: float = 1.0,
         **kwargs: Any,
     ) -> None:
@@ -91,38 +95,59 @@ class CrossTaskFinetuner(MultiTaskModule):
         return out.loss.detach()
 
     def per_task_step(self, batch: dict[str, dict[str, Any]]):
-        """One forward/backward per task on its own rows; similarities and/or PCGrad; then the update."""
+        """Per-task gradients; similarities and/or PCGrad from them; then the update with their combination."""
         params = [p for p in self.net.parameters() if p.requires_grad]
-        tasks = list(batch)
-        total_rows = sum(len(batch[t]["rows"]) for t in tasks)
-        grads, outs = [], []
-        for task in tasks:
-            out = self.compute_loss(batch[task])
-            check_finite(out.loss, out.terms, self.global_step)
-            grads.append(flat_gradient(out.loss, params))
-            outs.append(out)
-        grads = torch.stack(grads)  # [T, P], each the gradient of that task's own PER-weighted mean loss
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            dist.all_reduce(grads)
-            grads /= dist.get_world_size()
+        grads, joint, slices = self.task_gradients(batch, params)
         if self.probe_gradients:
-            cos = cosine_to_first(grads, self.hparams.max_grad_norm)
-            self.last_similarities = {task: float(c) for task, c in zip(tasks[1:], cos.tolist(), strict=True)}
-        coeff = torch.tensor(
-            [self.task_weight(t) * len(batch[t]["rows"]) / total_rows for t in tasks], device=grads.device
-        )
-        if self.hparams.gradient_surgery == "pcgrad":
-            gen = torch.Generator().manual_seed(int(self.hparams.seed) * 1_000_003 + self.global_step)
-            combined = pcgrad(grads * coeff[:, None], gen)
-        else:
-            combined = (grads * coeff[:, None]).sum(0)
+            self.last_similarities = self.similarities(batch, grads)
+        combined = self.combine(batch, grads)
         opt = self.optimizers()
         opt.zero_grad(set_to_none=True)
         assign_flat_gradient(params, combined)
         self.clip_gradients(opt, gradient_clip_val=self.hparams.max_grad_norm, gradient_clip_algorithm="norm")
         opt.step()
         self.lr_schedulers().step()
-        return self.merge_outputs(batch, outs)
+        return joint, slices
+
+    def task_gradients(self, batch: dict[str, dict[str, Any]], params: list[torch.Tensor]):
+        """``[T, P]``: row t is the gradient of task t's own PER-weighted mean loss (all-reduced under DDP)."""
+        tasks = list(batch)
+        if self.hparams.gradient_probe == "joint_backward":
+            joint, slices = self.joint_loss(batch)
+            check_finite(joint.loss, joint.terms, self.global_step)
+            scale = max(self.hparams.unroll_steps, 1)
+            grads = torch.stack([
+                flat_gradient((batch[t]["weights"] * joint.per_sample[slices[t]]).mean() / scale, params, True)
+                for t in tasks
+            ])  # fmt: skip
+        else:
+            outs, flat = [], []
+            for task in tasks:  # each task's graph is freed by its own backward before the next forward
+                outs.append(self.compute_loss(batch[task]))
+                check_finite(outs[-1].loss, outs[-1].terms, self.global_step)
+                flat.append(flat_gradient(outs[-1].loss, params))
+            grads = torch.stack(flat)
+            joint, slices = self.merge_outputs(batch, outs)
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            dist.all_reduce(grads)
+            grads /= dist.get_world_size()
+        return grads, joint, slices
+
+    def similarities(self, batch: dict[str, dict[str, Any]], grads: torch.Tensor) -> dict[str, float]:
+        """Cosine of each offline game's gradient with the target's, after the element-wise clamp."""
+        cos = cosine_to_first(grads, self.hparams.max_grad_norm)
+        return {task: float(c) for task, c in zip(list(batch)[1:], cos.tolist(), strict=True)}
+
+    def combine(self, batch: dict[str, dict[str, Any]], grads: torch.Tensor) -> torch.Tensor:
+        """The joint loss's gradient Σ_t ω_t·(n_t / n)·g_t — or PCGrad's projection of those terms."""
+        total_rows = sum(len(b["rows"]) for b in batch.values())
+        coeff = torch.tensor(
+            [self.task_weight(t) * len(b["rows"]) / total_rows for t, b in batch.items()], device=grads.device
+        )
+        if self.hparams.gradient_surgery == "pcgrad":
+            gen = torch.Generator().manual_seed(int(self.hparams.seed) * 1_000_003 + self.global_step)
+            return pcgrad(grads * coeff[:, None], gen)
+        return (grads * coeff[:, None]).sum(0)
 
     def merge_outputs(self, batch, outs):
         """The per-task outputs as one joint output (for priorities and logging)."""

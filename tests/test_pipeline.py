@@ -1,0 +1,90 @@
+"""The one-command MinAtar pipeline at a tiny budget, and every MinAtar stage config run for a few steps on its data."""
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from xtra.cli import run as xtra
+from xtra.pipeline import main as pipeline
+
+CONFIGS = Path(__file__).parents[1] / "configs" / "minatar"
+TINY = ["--scale", "0.04", "--simulations", "2", "--eval-episodes", "2"]
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("pipeline")
+    assert pipeline(["--out", str(out), "--configs", str(CONFIGS), *TINY]) == 0
+    return out
+
+
+def test_pipeline_writes_table_csv_and_plot_and_reuses_stages(pipeline_run, capsys):
+    out = pipeline_run
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert [r["method"] for r in rows] == ["XTRA (finetuned student)", "EfficientZero (from scratch)"]
+    assert all(r["target"] == "minatar/breakout" and int(r["evaluations"]) >= 2 for r in rows)
+    assert "| XTRA (finetuned student) |" in (out / "results.md").read_text()
+    assert (out / "learning_curves.png").read_bytes()[:4] == b"\x89PNG"
+    for path in ("datasets/asterix/manifest.json", "teachers/space_invaders.ckpt", "student.ckpt"):
+        assert (out / path).is_file(), path
+    capsys.readouterr()
+    assert pipeline(["--out", str(out), "--configs", str(CONFIGS), *TINY]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("reusing") == 7 and "done in" not in printed
+
+
+@pytest.mark.parametrize("config", sorted(p.name for p in CONFIGS.glob("*.yaml")))
+def test_every_minatar_config_runs_a_few_steps(pipeline_run, config, tmp_path):
+    out = pipeline_run
+    datasets = f"[{out / 'datasets' / 'asterix'},{out / 'datasets' / 'space_invaders'}]"
+    teachers = f"[{out / 'teachers' / 'asterix.ckpt'},{out / 'teachers' / 'space_invaders.ckpt'}]"
+    args = ["fit", "-c", str(CONFIGS / config), "--trainer.max_steps=3", "--trainer.enable_progress_bar=false",
+            f"--trainer.default_root_dir={tmp_path}", "--trainer.callbacks=[]", "--trainer.logger=false",
+            "--model.init_args.mcts.num_simulations=2"]  # fmt: skip
+    if config in ("xtra.yaml", "no-cross-task.yaml", "no-task-weights.yaml", "pcgrad.yaml"):
+        args.append(f"--model.init_args.pretrained={out / 'student.ckpt'}")
+    if config in ("xtra.yaml", "no-pretraining.yaml", "no-task-weights.yaml", "pcgrad.yaml"):
+        args.append(f"--data.init_args.offline.init_args.datasets={datasets}")
+    if config in ("xtra.yaml", "no-pretraining.yaml", "no-task-weights.yaml", "pcgrad.yaml", "no-cross-task.yaml"):
+        args += ["--data.init_args.target.init_args.env_steps=200", "--data.init_args.target.init_args.warmup_steps=64"]
+    if config in ("efficientzero.yaml", "efficientzero-l.yaml", "dataset.yaml"):
+        args += ["--data.init_args.env_steps=200", "--data.init_args.warmup_steps=64"]
+    if config == "dataset.yaml":
+        args.append(f"--data.init_args.save_dataset={tmp_path / 'ds'}")
+    if config in ("bc.yaml", "distill.yaml"):
+        args.append(f"--data.init_args.datasets={datasets}")
+    if config == "distill.yaml":
+        args.append(f"--model.init_args.teachers={teachers}")
+    if config == "teacher.yaml":
+        args.append(f"--data.init_args.datasets=[{out / 'datasets' / 'asterix'}]")
+    if config == "bc.yaml":
+        args.remove("--model.init_args.mcts.num_simulations=2")
+    cli = xtra(args)
+    assert cli.trainer.global_step == 3
+    if config == "dataset.yaml":
+        assert (tmp_path / "ds" / "manifest.json").is_file()
+
+
+def test_finetuner_under_ddp_sets_the_same_task_weights_on_both_ranks(pipeline_run, tmp_path):
+    """Two CPU ranks: per-task gradients are all-reduced, so η agree (the callback checks it across ranks)."""
+    import subprocess
+    import sys
+
+    out = pipeline_run
+    datasets = f"[{out / 'datasets' / 'asterix'},{out / 'datasets' / 'space_invaders'}]"
+    weights = ('[{"class_path": "xtra.callbacks.task_weights.GradientCosineTaskWeights", '
+               '"init_args": {"cycle": 2, "measure": 1, "start": 1}}]')  # fmt: skip
+    cmd = [sys.executable, "-m", "xtra.cli", "fit", "-c", str(CONFIGS / "xtra.yaml"), "--trainer.max_steps=4",
+           "--trainer.strategy=ddp", "--trainer.devices=2", "--trainer.accelerator=cpu",
+           "--trainer.enable_progress_bar=false", f"--trainer.default_root_dir={tmp_path}",
+           f"--trainer.callbacks={weights}", "--trainer.logger=CSVLogger", f"--trainer.logger.save_dir={tmp_path}",
+           "--trainer.log_every_n_steps=1", "--model.init_args.mcts.num_simulations=2",
+           f"--model.init_args.pretrained={out / 'student.ckpt'}",
+           f"--data.init_args.offline.init_args.datasets={datasets}",
+           "--data.init_args.target.init_args.env_steps=200", "--data.init_args.target.init_args.warmup_steps=64",
+           "--data.init_args.batch_size=16"]  # fmt: skip
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    header = next(tmp_path.rglob("metrics.csv")).read_text().splitlines()[0]
+    assert "task_weights/eta/asterix" in header and "task_weights/cosine/space_invaders" in header
