@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import torch
+from torch.utils.data import DataLoader, IterableDataset
 
 from xtra.replay import SampledWindows
 
@@ -50,3 +52,18 @@ def resident_megabytes() -> float | None:
 def importance_beta(start: float, updates: int, max_steps: int) -> float:
     """Prioritised replay's β, linear from ``start`` to 1 over the run (EfficientZero)."""
     return start + (1.0 - start) * min(updates / max(max_steps, 1), 1.0)
+
+
+class _Endless(IterableDataset):
+    def __init__(self, next_batch: Callable[[], object]) -> None:
+        self.next_batch = next_batch
+
+    def __iter__(self):
+        while True:
+            yield self.next_batch()
+
+
+def endless_loader(next_batch: Callable[[], object]) -> DataLoader:
+    """A loader that asks ``next_batch`` for every batch, in this process: sampling and collection need the
+    datamodule's own state (replay, environments, priorities), so there are no worker processes."""
+    return DataLoader(_Endless(next_batch), batch_size=None, num_workers=0)

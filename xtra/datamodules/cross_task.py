@@ -12,20 +12,12 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.data import DataLoader
 
+from xtra.datamodules.common import endless_loader
 from xtra.datamodules.offline import SHARED_ACTIONS, OfflineReplayDataModule
 from xtra.datamodules.online import OnlineReplayDataModule
 from xtra.envs import parse_task_id
-
-
-class _Stream(IterableDataset):
-    def __init__(self, owner: CrossTaskDataModule) -> None:
-        self.owner = owner
-
-    def __iter__(self):
-        while True:
-            yield self.owner.next_batch()
 
 
 class CrossTaskDataModule(L.LightningDataModule):
@@ -112,7 +104,7 @@ class CrossTaskDataModule(L.LightningDataModule):
             part.setup(stage)
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(_Stream(self), batch_size=None, num_workers=0)
+        return endless_loader(self.next_batch)
 
     def next_batch(self) -> dict[str, dict[str, torch.Tensor]]:
         batch = {self.target.task_id: self.target.next_batch()}

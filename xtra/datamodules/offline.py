@@ -19,9 +19,9 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.data import DataLoader
 
-from xtra.datamodules.common import importance_beta, resident_megabytes, windows_to_tensors
+from xtra.datamodules.common import endless_loader, importance_beta, resident_megabytes, windows_to_tensors
 from xtra.envs import FULL_ATARI_ACTIONS, FULL_MINATAR_ACTIONS, EnvOptions, parse_task_id
 from xtra.replay import FIELDS, DatasetError, Replay, SampledWindows, read_manifest
 
@@ -97,15 +97,6 @@ def read_dataset_specs(paths: list[str]) -> list[dict]:
     return manifests
 
 
-class _Stream(IterableDataset):
-    def __init__(self, owner: OfflineReplayDataModule) -> None:
-        self.owner = owner
-
-    def __iter__(self):
-        while True:
-            yield self.owner.next_batch()
-
-
 class OfflineReplayDataModule(L.LightningDataModule):
     """Batches ``{task_id: raw window batch}`` with one batch of ``batch_size`` rows from every dataset per step.
 
@@ -177,7 +168,7 @@ class OfflineReplayDataModule(L.LightningDataModule):
         self.rng = np.random.default_rng(np.random.SeedSequence([self.seed, rank, 3]))
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(_Stream(self), batch_size=None, num_workers=0)
+        return endless_loader(self.next_batch)
 
     def sample(
         self, unroll_steps: int, td_steps: int, beta: float = 1.0, pin: bool = False

@@ -19,23 +19,18 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info
-from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.data import DataLoader
 
 from xtra.collector import Collector
-from xtra.datamodules.common import available_bytes, importance_beta, resident_megabytes, windows_to_tensors
+from xtra.datamodules.common import (
+    available_bytes,
+    endless_loader,
+    importance_beta,
+    resident_megabytes,
+    windows_to_tensors,
+)
 from xtra.envs import EnvOptions, EnvSpec, env_spec
 from xtra.replay import Replay
-
-
-class _Stream(IterableDataset):
-    """Endless batches: before each one, the owner collects the env steps that the schedule asks for."""
-
-    def __init__(self, owner: OnlineReplayDataModule) -> None:
-        self.owner = owner
-
-    def __iter__(self):
-        while True:
-            yield self.owner.next_batch()
 
 
 class OnlineReplayDataModule(L.LightningDataModule):
@@ -147,7 +142,7 @@ class OnlineReplayDataModule(L.LightningDataModule):
         self.rng = np.random.default_rng(np.random.SeedSequence([self.seed, rank, 2]))
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(_Stream(self), batch_size=None, num_workers=0)
+        return endless_loader(self.next_batch)
 
     # ---------------------------------------------------------------- schedule
     def _module(self):
