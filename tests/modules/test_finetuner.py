@@ -97,3 +97,19 @@ def test_per_task_step_equals_the_joint_gradient_without_batch_norm_differences(
     n = [len(b["rows"]) for b in batch.values()]
     combined = sum(w * k / sum(n) * g for w, k, g in zip([1.0, 0.3], n, parts, strict=True))
     torch.testing.assert_close(combined, g_joint, atol=1e-5, rtol=1e-4)
+
+
+def test_per_task_passes_leave_batch_norm_running_statistics_alone(datasets):  # noqa: F811
+    """Otherwise the acting network would normalise the target's frames with the last offline game's statistics."""
+    dm = cross_task(datasets)
+    module = CrossTaskFinetuner(obs_shape=dm.obs_shape, num_actions=dm.num_actions, **SMALL)
+    dm.offline.setup("fit")
+    module.frame_stack = dm.frame_stack
+    batch = {t: module.prepare_batch(b, module.target_net, None) for t, b in dm.offline.sample(3, 3).items()}
+    before = {name: b.clone() for name, b in module.net.named_buffers()}
+    params = [p for p in module.net.parameters() if p.requires_grad]
+    module.task_gradients(batch, params)
+    for name, b in module.net.named_buffers():
+        torch.testing.assert_close(b, before[name], msg=name)
+    module.joint_loss(batch)  # an ordinary step does update them
+    assert any(not torch.equal(b, before[n]) for n, b in module.net.named_buffers() if "running_mean" in n)

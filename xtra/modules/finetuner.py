@@ -10,7 +10,8 @@ The η_i are set by a callback (:class:`~xtra.callbacks.task_weights.GradientCos
 per-task gradients on its measurement steps. Those steps take each task's gradient from *its own rows* (one
 forward and backward per task over a slice of the batch; together the same work as the joint pass), so measuring
 costs little more than an ordinary step; the update then uses exactly the combination of those gradients that the
-joint loss would give. Batch-norm statistics on those steps are per task rather than over the joint batch.
+joint loss would give. Batch-norm batch statistics on those steps are per task rather than over the joint batch;
+the running statistics are restored afterwards, so acting and evaluation keep the joint batches' statistics.
 Under DDP the per-task gradients are all-reduced before anything is computed from them, so every rank sees the
 same similarities and the same η. PCGrad (``gradient_surgery: pcgrad``) uses the same per-task gradients on
 every step.
@@ -18,6 +19,7 @@ every step.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Any, Literal
 
 import torch
@@ -26,8 +28,25 @@ import torch.distributed as dist
 from xtra.gradients import assign_flat_gradient, cosine_to_first, flat_gradient, pcgrad
 from xtra.losses import LossOutput
 from xtra.modules.efficientzero import check_finite
-from xtra.modules.multitask import MultiTaskModule, concat_prepared
+from xtra.modules.multitask import MultiTaskModule
 from xtra.modules.student import require_student
+
+
+@contextmanager
+def frozen_running_stats(net: torch.nn.Module):
+    """Batch-norm running statistics as they were before the block.
+
+    Per-task forward passes would otherwise pull the running statistics toward whichever game ran last, and the
+    acting/evaluation network (eval mode) would then normalise the target game's frames with another game's
+    statistics. Ordinary steps keep updating them from the joint batch.
+    """
+    saved = {name: b.clone() for name, b in net.named_buffers()}
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for name, b in net.named_buffers():
+                b.copy_(saved[name])
 
 
 class CrossTaskFinetuner(MultiTaskModule):
@@ -122,10 +141,11 @@ class CrossTaskFinetuner(MultiTaskModule):
             ])  # fmt: skip
         else:
             outs, flat = [], []
-            for task in tasks:  # each task's graph is freed by its own backward before the next forward
-                outs.append(self.compute_loss(batch[task]))
-                check_finite(outs[-1].loss, outs[-1].terms, self.global_step)
-                flat.append(flat_gradient(outs[-1].loss, params))
+            with frozen_running_stats(self.net):
+                for task in tasks:  # each task's graph is freed by its own backward before the next forward
+                    outs.append(self.compute_loss(batch[task]))
+                    check_finite(outs[-1].loss, outs[-1].terms, self.global_step)
+                    flat.append(flat_gradient(outs[-1].loss, params))
             grads = torch.stack(flat)
             joint, slices = self.merge_outputs(batch, outs)
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
@@ -157,8 +177,8 @@ class CrossTaskFinetuner(MultiTaskModule):
             slices[task], start = slice(start, start + n), start + n
         sample_terms = {k: torch.cat([o.sample_terms[k] for o in outs]) for k in outs[0].sample_terms}
         per_sample = torch.cat([o.per_sample.detach() for o in outs])
-        joint = concat_prepared(list(batch.values()), [b["weights"] for b in batch.values()])
-        loss = (joint["weights"] * per_sample).mean() / max(self.hparams.unroll_steps, 1)
+        weights = torch.cat([b["weights"] for b in batch.values()])
+        loss = (weights * per_sample).mean() / max(self.hparams.unroll_steps, 1)
         terms = {k: v.mean() for k, v in sample_terms.items()}
         predicted = torch.cat([o.predicted_values for o in outs])
         return LossOutput(per_sample, loss, terms, sample_terms, predicted), slices
