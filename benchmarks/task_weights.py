@@ -52,9 +52,8 @@ def synthetic_batch(rows: int, obs_shape, actions: int, k: int, support: int, se
         "rows": torch.arange(rows),
         "stats": {},
     }
-    return {key: (v.to(device) if torch.is_tensor(v) else v) for key, v in batch.items()} | {
-        "targets": UnrollTargets(*(getattr(targets, f).to(device) for f in targets.__dataclass_fields__))
-    }
+    batch["targets"] = UnrollTargets(*(getattr(targets, f).to(device) for f in targets.__dataclass_fields__))
+    return {key: (v.to(device) if torch.is_tensor(v) else v) for key, v in batch.items()}
 
 
 def raw_windows(rows: int, frame_shape, stack: int, actions: int, k: int, n: int, seed: int, device) -> dict:

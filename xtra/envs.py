@@ -116,6 +116,11 @@ def parse_task_id(task_id: str) -> tuple[str, str]:
     )
 
 
+def game_name(task_id: str) -> str:
+    """``atari/Pong`` → ``Pong``: the part of a task id used in metric names and file names."""
+    return task_id.split("/", 1)[1]
+
+
 def resolve_options(task_id: str, options: EnvOptions | None = None) -> EnvOptions:
     """Fill the family defaults into ``options``."""
     family, _ = parse_task_id(task_id)

@@ -18,13 +18,16 @@ import argparse
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+
+from xtra.envs import game_name
 
 
 @dataclass
@@ -53,15 +56,12 @@ class Budget:
     eval_episodes: int = 16
     evaluations: int = 4
     simulations: int = 50
-    extra: dict = field(default_factory=dict)
+
+    STEP_FIELDS = ("dataset_env_steps", "dataset_updates", "teacher_updates", "student_updates",
+                   "finetune_env_steps", "warmup_steps")  # fmt: skip
 
     def scaled(self, scale: float) -> Budget:
-        s = lambda n: max(int(n * scale), 1)  # noqa: E731
-        return Budget(
-            s(self.dataset_env_steps), s(self.dataset_updates), s(self.teacher_updates), s(self.student_updates),
-            s(self.finetune_env_steps), s(self.warmup_steps), self.update_to_data, self.eval_episodes,
-            self.evaluations, self.simulations,
-        )  # fmt: skip
+        return replace(self, **{f: max(int(getattr(self, f) * scale), 1) for f in self.STEP_FIELDS})
 
     @property
     def finetune_updates(self) -> int:
@@ -71,6 +71,7 @@ class Budget:
 
 
 PROGRESS = "xtra.callbacks.progress.ProgressFile"
+COMPLETE = "complete.json"  # written into a run directory once its job exits cleanly
 
 
 def callbacks_json(*callbacks: tuple[str, dict]) -> str:
@@ -87,7 +88,7 @@ def export_callback(path: Path) -> tuple[str, dict]:
 
 def plan(out: Path, configs: Path, target: str, pretrain: list[str], b: Budget, seed: int) -> list[list[Job]]:
     """The stages, each a list of jobs that may run side by side."""
-    game = lambda t: t.split("/", 1)[1]  # noqa: E731
+    game = game_name
     common = [f"--seed_everything={seed}", "--trainer.enable_progress_bar=false", "--trainer.log_every_n_steps=25"]
     datasets = {t: out / "datasets" / game(t) for t in pretrain}
     teachers = {t: out / "teachers" / f"{game(t)}.ckpt" for t in pretrain}
@@ -133,13 +134,13 @@ def plan(out: Path, configs: Path, target: str, pretrain: list[str], b: Budget, 
             f"--data.init_args.offline.init_args.datasets=[{','.join(str(datasets[t]) for t in pretrain)}]",
             f"--trainer.callbacks={callbacks_json(eval_callback(every, b.eval_episodes), weights)}",
             f"--trainer.default_root_dir={out / 'runs' / 'xtra'}",
-        ], out / "runs" / "xtra" / "complete.json", out / "logs" / "xtra.log", b.finetune_updates),
+        ], out / "runs" / "xtra" / COMPLETE, out / "logs" / "xtra.log", b.finetune_updates),
         Job("from scratch (EfficientZero)", "efficientzero.yaml", [
             *shared, f"--data.init_args.task_id={target}", f"--data.init_args.env_steps={b.finetune_env_steps}",
             f"--data.init_args.warmup_steps={b.warmup_steps}", f"--data.init_args.update_to_data={b.update_to_data}",
             f"--trainer.callbacks={callbacks_json(eval_callback(every, b.eval_episodes))}",
             f"--trainer.default_root_dir={out / 'runs' / 'efficientzero'}",
-        ], out / "runs" / "efficientzero" / "complete.json", out / "logs" / "efficientzero.log", b.finetune_updates),
+        ], out / "runs" / "efficientzero" / COMPLETE, out / "logs" / "efficientzero.log", b.finetune_updates),
     ]  # fmt: skip
     for stage in (stage1, stage2, stage3, stage4):
         for job in stage:
@@ -176,6 +177,8 @@ def run_stage(number: int, name: str, jobs: list[Job], jobs_at_once: int) -> Non
     while waiting or running:
         while waiting and len(running) < jobs_at_once:
             job = waiting.pop(0)
+            if job.output.name == COMPLETE:  # a run that stopped half-way: its evaluations must not mix in
+                shutil.rmtree(job.output.parent, ignore_errors=True)
             job.log.parent.mkdir(parents=True, exist_ok=True)
             cmd = [sys.executable, "-m", "xtra.cli", "fit", "-c", job.config, *job.overrides]
             job.log.write_text("$ " + " ".join(cmd) + "\n")
@@ -192,8 +195,10 @@ def run_stage(number: int, name: str, jobs: list[Job], jobs_at_once: int) -> Non
                 for other in running:
                     other.process.terminate()
                 raise RuntimeError(f"{job.name} failed (exit {code}); see {job.log}")
-            if job.output.name == "complete.json":
-                job.output.write_text(json.dumps({"finished": time.time()}))
+            if job.output.name == COMPLETE:
+                tmp = job.output.with_name(f".{COMPLETE}.tmp")
+                tmp.write_text(json.dumps({"finished": time.time()}))
+                os.replace(tmp, job.output)
             print(f"[{number}/4] {name}: {job.name} done in {time.time() - job.started:.0f} s", flush=True)
         if running and time.time() - last >= 15:
             status = ", ".join(f"{j.name}: {progress(j)}" for j in running)

@@ -11,7 +11,7 @@ import numpy as np
 from lightning.pytorch.utilities import rank_zero_only
 
 from xtra.collector import evaluate
-from xtra.envs import EnvOptions
+from xtra.envs import EnvOptions, game_name
 from xtra.scores import human_normalized
 
 
@@ -73,7 +73,7 @@ class Evaluation(L.Callback):
                 returns = evaluate(
                     actor, task, self.episodes, self.seed, self._options(trainer), self.max_episode_steps
                 )
-                game = task.split("/", 1)[1]
+                game = game_name(task)
                 mean = float(np.mean(returns))
                 metrics[f"eval/return/{game}"] = mean
                 metrics[f"eval/return_std/{game}"] = float(np.std(returns))

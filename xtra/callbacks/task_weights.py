@@ -14,6 +14,10 @@ from collections.abc import Callable
 
 import lightning as L
 import numpy as np
+import torch
+import torch.distributed as dist
+
+from xtra.envs import game_name
 
 TaskWeightRule = Callable[[np.ndarray, float], np.ndarray]
 
@@ -39,9 +43,6 @@ def softmax_similarity(similarities: np.ndarray, threshold: float = 0.1) -> np.n
 
 def require_same_on_every_rank(weights: np.ndarray) -> None:
     """Under DDP, fail loudly if ranks disagree on η (they must: similarities come from all-reduced gradients)."""
-    import torch
-    import torch.distributed as dist
-
     if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
         return
     backend_gpu = dist.get_backend() == "nccl"
@@ -51,10 +52,6 @@ def require_same_on_every_rank(weights: np.ndarray) -> None:
     dist.all_reduce(hi, op=dist.ReduceOp.MAX)
     if not torch.equal(lo, hi):
         raise RuntimeError(f"task weights differ across ranks ({lo.tolist()} vs {hi.tolist()})")
-
-
-def game_of(task_id: str) -> str:
-    return task_id.split("/", 1)[1]
 
 
 class GradientCosineTaskWeights(L.Callback):
@@ -109,7 +106,7 @@ class GradientCosineTaskWeights(L.Callback):
             sims = module.last_similarities
             self.window.append([sims[t] for t in self.tasks])
             module.log_dict(
-                {f"task_weights/cosine/{game_of(t)}": sims[t] for t in self.tasks}, on_step=True, batch_size=1
+                {f"task_weights/cosine/{game_name(t)}": sims[t] for t in self.tasks}, on_step=True, batch_size=1
             )
             module.probe_gradients = False
         if self.window and self.refreshes_after(trainer.global_step):
@@ -121,10 +118,10 @@ class GradientCosineTaskWeights(L.Callback):
         self.weights = {t: float(w) for t, w in zip(self.tasks, new, strict=True)}
         require_same_on_every_rank(new)
         module.task_weights = dict(self.weights)
-        metrics = {f"task_weights/eta/{game_of(t)}": w for t, w in self.weights.items()}
+        metrics = {f"task_weights/eta/{game_name(t)}": w for t, w in self.weights.items()}
         for thr in self.log_thresholds:
             for t, frac in zip(self.tasks, fraction_above_threshold(sims, thr), strict=True):
-                metrics[f"task_weights/frac_above_{thr:g}/{game_of(t)}"] = float(frac)
+                metrics[f"task_weights/frac_above_{thr:g}/{game_name(t)}"] = float(frac)
         if trainer.logger is not None:
             trainer.logger.log_metrics(metrics, step=trainer.global_step)
         self.window = []

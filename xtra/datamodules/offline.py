@@ -58,10 +58,6 @@ class OfflineDataset:
             if handle is not None:
                 handle.madvise(advice)
 
-    @property
-    def steps(self) -> int:
-        return int(self.manifest["counts"]["steps"])
-
     def sample(
         self, batch_size: int, unroll_steps: int, td_steps: int, rng: np.random.Generator, beta: float
     ) -> SampledWindows:

@@ -11,8 +11,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from xtra.envs import game_name
 from xtra.modules.efficientzero import augment, make_policy_actor
-from xtra.modules.multitask import MultiTaskModule, game_name
+from xtra.modules.multitask import MultiTaskModule, row_slices
 from xtra.targets import stack_frames
 
 
@@ -29,7 +30,7 @@ class BehaviourCloningModule(MultiTaskModule):
             frames = raw["frames"]
             positions = torch.zeros(frames.shape[0], 1, dtype=torch.long, device=frames.device)
             obs = stack_frames(frames, positions, self.frame_stack)[:, 0]
-            out[task] = {"obs": obs, "actions": raw["actions"][:, 0]}
+            out[task] = {"obs": obs, "actions": raw["actions"][:, 0], "rows": raw["rows"]}
         return out
 
     def training_step(self, batch: dict[str, dict[str, torch.Tensor]], batch_idx: int) -> torch.Tensor:
@@ -41,10 +42,7 @@ class BehaviourCloningModule(MultiTaskModule):
         loss = per_sample.mean()
         self.optimize(loss, {"policy": loss.detach()})
         logs: dict[str, Any] = {"loss/policy": loss.detach()}
-        start = 0
-        for task, b in batch.items():
-            rows = slice(start, start + len(b["actions"]))
-            start = rows.stop
+        for task, rows in row_slices(batch).items():
             game = game_name(task)
             logs[f"loss/policy/{game}"] = per_sample[rows].mean().detach()
             logs[f"bc/accuracy/{game}"] = (logits[rows].argmax(1) == actions[rows]).float().mean()

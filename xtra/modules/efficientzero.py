@@ -236,8 +236,7 @@ class EfficientZeroModule(L.LightningModule):
 
         obs_mask, policy_mask = position_masks(batch["steps_left"], k)
         prefixes, prefix_mask = value_prefix_targets(batch["rewards"], batch["steps_left"], k, hp.value_prefix_horizon)
-        policies = batch["policies"].clone()
-        policies = policies * policy_mask[..., None]
+        policies = batch["policies"] * policy_mask[..., None]
         n_re = int(round(b * reanalyse))
         stats = {}
         if n_re > 0:
@@ -286,9 +285,13 @@ class EfficientZeroModule(L.LightningModule):
     def optimize(self, loss: torch.Tensor, terms: dict[str, torch.Tensor]) -> None:
         """Backward, clip, step, schedule; a non-finite loss stops the run with its terms."""
         check_finite(loss, terms, self.global_step)
-        opt = self.optimizers()
-        opt.zero_grad(set_to_none=True)
+        self.optimizers().zero_grad(set_to_none=True)
         self.manual_backward(loss)
+        self.step_optimizer()
+
+    def step_optimizer(self) -> None:
+        """Clip the gradients already in ``.grad``, step, advance the learning-rate schedule."""
+        opt = self.optimizers()
         self.clip_gradients(opt, gradient_clip_val=self.hparams.max_grad_norm, gradient_clip_algorithm="norm")
         opt.step()
         self.lr_schedulers().step()

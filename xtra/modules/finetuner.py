@@ -25,11 +25,11 @@ from typing import Any, Literal
 import torch
 import torch.distributed as dist
 
+from xtra.checkpoints import load_network, require_same_network
 from xtra.gradients import assign_flat_gradient, cosine_to_first, flat_gradient, pcgrad
 from xtra.losses import LossOutput
 from xtra.modules.efficientzero import check_finite
-from xtra.modules.multitask import MultiTaskModule
-from xtra.modules.student import require_student
+from xtra.modules.multitask import MultiTaskModule, row_slices
 
 
 @contextmanager
@@ -79,7 +79,8 @@ class CrossTaskFinetuner(MultiTaskModule):
     ) -> None:
         super().__init__(network=network, reanalyse_fraction=reanalyse_fraction, **kwargs)
         if pretrained:
-            loaded = require_student(pretrained, self.net)
+            loaded = load_network(pretrained)
+            require_same_network(loaded, self.net, "pretrained model")
             self.net.load_state_dict(loaded.net.state_dict())
             self.target_net.load_state_dict(loaded.net.state_dict())
         self.probe_gradients = False  # set by the task-weight callback on its measurement steps
@@ -119,13 +120,9 @@ class CrossTaskFinetuner(MultiTaskModule):
         grads, joint, slices = self.task_gradients(batch, params)
         if self.probe_gradients:
             self.last_similarities = self.similarities(batch, grads)
-        combined = self.combine(batch, grads)
-        opt = self.optimizers()
-        opt.zero_grad(set_to_none=True)
-        assign_flat_gradient(params, combined)
-        self.clip_gradients(opt, gradient_clip_val=self.hparams.max_grad_norm, gradient_clip_algorithm="norm")
-        opt.step()
-        self.lr_schedulers().step()
+        self.optimizers().zero_grad(set_to_none=True)
+        assign_flat_gradient(params, self.combine(batch, grads))
+        self.step_optimizer()
         return joint, slices
 
     def task_gradients(self, batch: dict[str, dict[str, Any]], params: list[torch.Tensor]):
@@ -170,15 +167,11 @@ class CrossTaskFinetuner(MultiTaskModule):
         return (grads * coeff[:, None]).sum(0)
 
     def merge_outputs(self, batch, outs):
-        """The per-task outputs as one joint output (for priorities and logging)."""
-        slices, start = {}, 0
-        for task in batch:
-            n = len(batch[task]["rows"])
-            slices[task], start = slice(start, start + n), start + n
+        """The per-task outputs as one joint output (for priorities and logging), loss weighted as the joint one."""
         sample_terms = {k: torch.cat([o.sample_terms[k] for o in outs]) for k in outs[0].sample_terms}
         per_sample = torch.cat([o.per_sample.detach() for o in outs])
-        weights = torch.cat([b["weights"] for b in batch.values()])
+        weights = torch.cat([b["weights"] * self.task_weight(t) for t, b in batch.items()])
         loss = (weights * per_sample).mean() / max(self.hparams.unroll_steps, 1)
         terms = {k: v.mean() for k, v in sample_terms.items()}
         predicted = torch.cat([o.predicted_values for o in outs])
-        return LossOutput(per_sample, loss, terms, sample_terms, predicted), slices
+        return LossOutput(per_sample, loss, terms, sample_terms, predicted), row_slices(batch)

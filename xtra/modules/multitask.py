@@ -14,12 +14,18 @@ from typing import Any
 
 import torch
 
+from xtra.envs import game_name
 from xtra.losses import LossOutput, UnrollTargets
 from xtra.modules.efficientzero import EfficientZeroModule
 
 
-def game_name(task_id: str) -> str:
-    return task_id.split("/", 1)[1]
+def row_slices(batches: dict[str, dict[str, Any]]) -> dict[str, slice]:
+    """Where each game's rows sit once the games' batches are concatenated in order."""
+    slices, start = {}, 0
+    for task, batch in batches.items():
+        n = len(batch["rows"])
+        slices[task], start = slice(start, start + n), start + n
+    return slices
 
 
 def concat_prepared(parts: list[dict[str, Any]], weights: list[torch.Tensor]) -> dict[str, Any]:
@@ -59,13 +65,8 @@ class MultiTaskModule(EfficientZeroModule):
     # ---------------------------------------------------------------- training
     def joint_loss(self, prepared: dict[str, dict[str, Any]]) -> tuple[LossOutput, dict[str, slice]]:
         """One forward over all games' rows; returns the loss and each game's rows in it."""
-        tasks = list(prepared)
-        slices, start = {}, 0
-        for task in tasks:
-            n = len(prepared[task]["rows"])
-            slices[task], start = slice(start, start + n), start + n
-        weights = [prepared[t]["weights"] * self.task_weight(t) for t in tasks]
-        return self.compute_loss(concat_prepared([prepared[t] for t in tasks], weights)), slices
+        weights = [b["weights"] * self.task_weight(t) for t, b in prepared.items()]
+        return self.compute_loss(concat_prepared(list(prepared.values()), weights)), row_slices(prepared)
 
     def training_step(self, batch: dict[str, dict[str, Any]], batch_idx: int) -> torch.Tensor:
         out, slices = self.joint_loss(batch)

@@ -13,7 +13,8 @@ from typing import Any
 
 import torch
 
-from xtra.checkpoints import CheckpointError, LoadedNetwork, load_network, require_same_network
+from xtra.checkpoints import CheckpointError, LoadedNetwork, load_network
+from xtra.envs import game_name
 from xtra.losses import LossOutput
 from xtra.modules.multitask import MultiTaskModule
 from xtra.network import EfficientZeroNet
@@ -96,17 +97,10 @@ class DistillationModule(MultiTaskModule):
         return self.prepare_batch(raw, self.teacher(task_id), self.action_ids_for(task_id))
 
     def task_metrics(self, task_id: str, prepared: dict[str, Any], out: LossOutput, rows: slice) -> dict[str, float]:
-        game = task_id.split("/", 1)[1]
+        game = game_name(task_id)
         targets = prepared["targets"]
         value_error = (out.predicted_values[rows, 0] - targets.values[:, 0]).abs().mean()
         return {
             f"distill/policy_kl/{game}": policy_kl(out, targets, rows),
             f"distill/value_error/{game}": float(value_error),
         }
-
-
-def require_student(path: str, net: EfficientZeroNet) -> LoadedNetwork:
-    """A pretrained student that fits ``net`` exactly (used by the finetuner)."""
-    loaded = load_network(path)
-    require_same_network(loaded, net, "pretrained model")
-    return loaded
