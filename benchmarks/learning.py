@@ -49,7 +49,7 @@ def main() -> None:
     from xtra.modules.efficientzero import EfficientZeroModule
 
     spec = env_spec(args.task)
-    random_returns = evaluate(random_actor(spec.num_actions, args.seed), args.task, args.episodes, seed=0)
+    random_returns = evaluate(random_actor(spec.num_actions, args.seed), args.task, args.episodes, seed=0).returns
 
     out = Path(args.out or tempfile.mkdtemp(prefix="xtra-learning-"))
     cli = XtraCLI(

@@ -46,3 +46,35 @@ def test_unknown_task_fails_early_with_the_valid_ids():
     run = xtra("fit", "-c", config, "--data.init_args.task_id=minatar/pacman", "--trainer.max_steps=1")
     assert run.returncode != 0
     assert "minatar/breakout" in run.stderr and "unknown task id" in run.stderr
+
+
+def instantiate(*args):
+    import lightning as L
+
+    from xtra.cli import XtraCLI
+    from xtra.modules.efficientzero import EfficientZeroModule
+
+    return XtraCLI(EfficientZeroModule, L.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
+                   run=False, args=list(args))  # fmt: skip
+
+
+def test_seed_everything_reaches_the_model_data_and_nested_datamodules():
+    """Two runs that differ in seed_everything differ in every stream: search noise, environments, sampling."""
+    config = [c for c in CONFIGS if c.endswith("minatar/no-cross-task.yaml")][0]
+    cli = instantiate("-c", config, "--seed_everything=5", "--model.init_args.pretrained=null")
+    assert cli.model.hparams.seed == 5 and cli.datamodule.target.seed == 5
+    other = instantiate("-c", config, "--seed_everything=6", "--model.init_args.pretrained=null")
+    from xtra.envs import env_seeds
+
+    for dm in (cli.datamodule.target, other.datamodule.target):
+        dm.setup("fit")
+    a, b = cli.datamodule.target, other.datamodule.target
+    assert a.collector.rng.random() != b.collector.rng.random() and a.rng.random() != b.rng.random()
+    assert set(env_seeds(a.seed, 0, a.num_envs)).isdisjoint(env_seeds(b.seed, 0, b.num_envs))
+    assert cli.model.rng.random() != other.model.rng.random()
+
+
+def test_a_seed_set_apart_from_seed_everything_is_refused():
+    config = [c for c in CONFIGS if c.endswith("minatar/efficientzero.yaml")][0]
+    with pytest.raises(ValueError, match="seed_everything sets every seed"):
+        instantiate("-c", config, "--seed_everything=5", "--model.init_args.seed=3")

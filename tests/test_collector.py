@@ -1,6 +1,6 @@
 import numpy as np
 
-from xtra.collector import Collector, evaluate
+from xtra.collector import COLLAPSE_SHARE, Collector, evaluate
 from xtra.replay import Replay
 
 
@@ -38,6 +38,32 @@ def test_collector_writes_aligned_segments():
 
 def test_evaluation_plays_the_requested_episodes_on_fixed_games():
     a = evaluate(random_actor(3), "minatar/breakout", episodes=5, seed=0, batch=2)
-    assert a.shape == (5,) and np.isfinite(a).all()
+    assert a.returns.shape == (5,) and np.isfinite(a.returns).all()
     b = evaluate(random_actor(3), "minatar/breakout", episodes=5, seed=0, batch=2)
-    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a.returns, b.returns)
+    # uniform random moves: every action played, no collapse, visit entropy of the uniform distribution
+    assert (a.action_counts > 0).all() and a.top_action_share < COLLAPSE_SHARE
+    assert abs(a.visit_entropy - np.log(3)) < 1e-5
+
+
+def test_evaluation_shows_a_constant_policy_as_collapsed():
+    def always_right(obs, _rng, _t):
+        n = obs.shape[0]
+        return np.full(n, 2), np.zeros(n), np.tile([0.0, 0.0, 1.0], (n, 1))
+
+    played = evaluate(always_right, "minatar/breakout", episodes=4, seed=0)
+    assert played.action_counts[:2].sum() == 0 and played.action_counts[2] > 0
+    assert played.top_action_share == 1.0 and played.visit_entropy == 0.0
+
+
+def test_flush_in_progress_stores_every_step_played():
+    """Saving a dataset flushes the episodes in progress, so it holds the whole budget, not finished segments."""
+    replay = Replay(5_000, (10, 10, 10), 3, 1)
+    collector = Collector("minatar/breakout", replay, num_envs=4, seed=2, segment_length=50)
+    collector.collect(160, random_actor(3))
+    assert replay.num_steps_added < 160
+    collector.flush_in_progress()
+    assert replay.num_steps_added == collector.env_steps == 160
+    collector.collect(40, random_actor(3))  # play goes on from the flushed states
+    collector.flush_in_progress()
+    assert replay.num_steps_added == 200

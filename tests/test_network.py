@@ -94,3 +94,24 @@ def test_two_hot_clamps_out_of_range():
 def test_unknown_preset_lists_valid_ones():
     with pytest.raises(ValueError, match="efficientzero-l"):
         network_config("huge")
+
+
+def test_one_hot_action_planes_do_not_order_actions():
+    """The scalar plane feeds a / A (an ordered number); one-hot planes give every action its own input."""
+    import pytest
+
+    for encoding, channels in (("plane", 1), ("one_hot", 6)):
+        net = EfficientZeroNet((10, 10, 10), 6, network_config("minatar", action_encoding=encoding))
+        latent = torch.zeros(3, 16, 10, 10)
+        planes = net.dynamics.encode_action(torch.tensor([0, 2, 5]), latent)
+        assert planes.shape == (3, channels, 10, 10)
+        assert net.describe()["action_encoding"] == encoding
+    assert planes[:, :, 0, 0].tolist() == [[1, 0, 0, 0, 0, 0], [0, 0, 1, 0, 0, 0], [0, 0, 0, 0, 0, 1]]
+    with pytest.raises(ValueError, match="one_hot"):
+        network_config("minatar", action_encoding="embedding")
+    # checkpoints written before the option existed describe the scalar plane
+    from xtra.network import saved_description
+
+    old = {k: v for k, v in EfficientZeroNet((10, 10, 10), 6, network_config("minatar-l", action_encoding="plane"))
+           .describe().items() if k != "action_encoding"}  # fmt: skip
+    assert saved_description(old)["action_encoding"] == "plane"

@@ -22,21 +22,60 @@ def pipeline_run(tmp_path_factory):
 def test_pipeline_writes_table_csv_and_plot_and_reuses_stages(pipeline_run, capsys):
     out = pipeline_run
     rows = list(csv.DictReader(open(out / "results.csv")))
-    assert [r["method"] for r in rows] == ["XTRA (finetuned student)", "EfficientZero (from scratch)"]
-    assert all(r["target"] == "minatar/breakout" and int(r["evaluations"]) >= 2 for r in rows)
-    assert "| XTRA (finetuned student) |" in (out / "results.md").read_text()
+    assert [r["key"] for r in rows] == ["xtra", "efficientzero-l", "efficientzero"]
+    assert all(r["target"] == "minatar/breakout" and int(r["episodes"]) == 2 for r in rows)
+    md = (out / "results.md").read_text()
+    assert "| XTRA |" in md and "| EfficientZero, same network (minatar-l) |" in md and "Pretraining quality" in md
     assert (out / "learning_curves.png").read_bytes()[:4] == b"\x89PNG"
     for path in ("datasets/asterix/manifest.json", "teachers/space_invaders.ckpt", "student.ckpt"):
-        assert (out / path).is_file(), path
+        assert (out / "seed0" / path).is_file(), path
     capsys.readouterr()
     assert pipeline(["--out", str(out), "--configs", str(CONFIGS), *TINY]) == 0
     printed = capsys.readouterr().out
-    assert printed.count("reusing") == 7 and "done in" not in printed
+    assert printed.count("reusing") == 8 and "done in" not in printed
+
+
+def test_datasets_hold_the_whole_env_step_budget(pipeline_run):
+    """The dataset run plays its whole budget and the saved dataset holds every step played (episodes in
+    progress included)."""
+    import json
+
+    from xtra.pipeline import Budget
+
+    budget = Budget().scaled(0.04)
+    for game in ("asterix", "space_invaders"):
+        manifest = json.loads((pipeline_run / "seed0" / "datasets" / game / "manifest.json").read_text())
+        assert manifest["counts"]["steps"] == manifest["source"]["env_steps"] >= budget.dataset_env_steps
+
+
+def test_report_marks_a_constant_action_run_as_collapsed(tmp_path):
+    """Synthetic evaluation files: one seed's greedy policy played a single action, the other did not."""
+    import json
+
+    from xtra.pipeline import Budget, report
+
+    target, pretrain = "minatar/breakout", ["minatar/asterix"]
+
+    def write(run, task, returns, actions):
+        (run / "eval").mkdir(parents=True, exist_ok=True)
+        record = {"global_step": 10, "env_steps": 400, "returns": {task: returns}, "actions": {task: actions}}
+        (run / "eval" / "step10.json").write_text(json.dumps(record))
+
+    seeds = {0: tmp_path / "seed0", 1: tmp_path / "seed1"}
+    for seed, d in seeds.items():
+        write(d / "runs" / "xtra", target, [0.0, 0.0, 1.0], [0, 0, 300] if seed == 0 else [50, 120, 130])
+        for run in ("dataset-asterix", "teacher-asterix", "student"):
+            write(d / "runs" / run, pretrain[0], [1.0, 2.0], [10, 10, 10, 10, 10])
+    result = report(tmp_path, seeds, target, pretrain, Budget(), ("xtra",))
+    assert result["rows"][0]["collapsed_seeds"] == "0"
+    assert [p["collapsed"] for p in result["per_seed"]] == [True, False]
+    md = (tmp_path / "results.md").read_text()
+    assert "**collapsed**: 0" in md and "0.333 (1.00, collapsed)" in md
 
 
 @pytest.mark.parametrize("config", sorted(p.name for p in CONFIGS.glob("*.yaml")))
 def test_every_minatar_config_runs_a_few_steps(pipeline_run, config, tmp_path):
-    out = pipeline_run
+    out = pipeline_run / "seed0"
     datasets = f"[{out / 'datasets' / 'asterix'},{out / 'datasets' / 'space_invaders'}]"
     teachers = f"[{out / 'teachers' / 'asterix.ckpt'},{out / 'teachers' / 'space_invaders.ckpt'}]"
     args = ["fit", "-c", str(CONFIGS / config), "--trainer.max_steps=3", "--trainer.enable_progress_bar=false",
@@ -71,7 +110,7 @@ def test_finetuner_under_ddp_sets_the_same_task_weights_on_both_ranks(pipeline_r
     import subprocess
     import sys
 
-    out = pipeline_run
+    out = pipeline_run / "seed0"
     datasets = f"[{out / 'datasets' / 'asterix'},{out / 'datasets' / 'space_invaders'}]"
     weights = ('[{"class_path": "xtra.callbacks.task_weights.GradientCosineTaskWeights", '
                '"init_args": {"cycle": 2, "measure": 1, "start": 1}}]')  # fmt: skip

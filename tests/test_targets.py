@@ -100,3 +100,27 @@ def test_value_targets_match_a_loop(seed):
             if not (terminal[i] and steps == rest):
                 ret += G**steps * boot[i, kk]
             assert z[i, kk] == pytest.approx(ret, rel=1e-5, abs=1e-5)
+
+
+def test_stored_bootstrap_at_a_cut_segment_end_uses_the_last_searched_state():
+    """A segment cut mid-episode stores no search value for its final observation (that search ran in the next
+    segment): the stored-value target must stop one step earlier instead of reading the zero-filled slot."""
+    from xtra.replay import Replay
+
+    replay = Replay(50, (1, 2, 2), num_actions=3, frame_stack=1)
+    frames = np.stack([np.full((1, 2, 2), v, dtype=np.uint8) for v in range(4)])
+    replay.add_segment(frames=frames, actions=np.zeros(3, dtype=np.int64), rewards=np.array([1.0, 2.0, 3.0]),
+                       root_values=np.array([5.0, 6.0, 7.0], dtype=np.float32),
+                       policies=np.full((3, 3), 1 / 3, dtype=np.float32), step_index=np.arange(3),
+                       terminal=False)  # fmt: skip
+    w = replay.gather(np.array([1]), unroll_steps=2, td_steps=2, rng=np.random.default_rng(0))
+    rewards, left, terminal = (torch.from_numpy(a) for a in (w.rewards, w.steps_left, w.terminal))
+    plan = plan_values(rewards, left, terminal, torch.tensor([2]), 2, G, end_has_value=False)
+    z = value_targets(plan, torch.from_numpy(w.root_values).gather(1, plan.bootstrap_positions))
+    # k=0 (row 1): r1 + γ·v(row 2) — row 3, the cut end, has no stored value; k=1 (row 2): its own stored value;
+    # k=2 (row 3, the cut end): no target at all
+    torch.testing.assert_close(z[0, :2], torch.tensor([2 + G * 7.0, 7.0]))
+    assert plan.mask[0].tolist() == [1, 1, 0]
+    # a game end keeps the full horizon (nothing to bootstrap from past it)
+    term = plan_values(rewards, left, torch.tensor([True]), torch.tensor([2]), 2, G, end_has_value=False)
+    torch.testing.assert_close(value_targets(term, torch.zeros(1, 3))[0, :2], torch.tensor([2 + G * 3.0, 3.0]))

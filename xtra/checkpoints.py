@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from xtra.network import EfficientZeroNet, network_config
+from xtra.network import EfficientZeroNet, network_config, saved_description
 
 
 class CheckpointError(ValueError):
@@ -48,7 +48,7 @@ def load_network(path: str | Path) -> LoadedNetwork:
     net = EfficientZeroNet(
         tuple(hp["obs_shape"]), int(hp["num_actions"]), network_config(hp["network"], **(hp["network_overrides"] or {}))
     )
-    if meta.get("network") != net.describe():
+    if saved_description(meta.get("network")) != net.describe():
         raise CheckpointError(f"{path}: its weights describe {meta.get('network')}, its hyperparameters build another")
     state = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
     try:

@@ -3,14 +3,49 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
+from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningCLI
 
 from xtra import __version__
 
 
+def seed_paths(node: Any, prefix: str = "") -> list[str]:
+    """Dotted paths of every ``seed`` argument under a parsed class config (nested datamodules included)."""
+    if not isinstance(node, Namespace):
+        return []
+    paths = []
+    init = node.get("init_args") if "class_path" in node else None
+    for key, value in (vars(init) if isinstance(init, Namespace) else {}).items():
+        here = f"{prefix}.init_args.{key}"
+        paths += [here] if key == "seed" else seed_paths(value, here)
+    return paths
+
+
 class XtraCLI(LightningCLI):
-    """Links the data's observation shape and action count into the model so each is set in one place."""
+    """Links the data's observation shape and action count into the model so each is set in one place.
+
+    ``seed_everything`` owns every seed of a run: torch's (Lightning seeds it), the model's (search noise,
+    reanalyse sampling), the data's (environments, replay sampling) and those of nested datamodules. A seed
+    set elsewhere to another non-zero value is refused, so two runs that differ in ``seed_everything`` differ in
+    every random stream, and no stream silently stays at its default.
+    """
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        seed = config.get("seed_everything")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            return
+        for root in ("model", "data"):
+            for path in seed_paths(config.get(root), root):
+                current = config[path]
+                if current not in (0, seed):
+                    raise ValueError(
+                        f"{path} is {current} but seed_everything is {seed}: seed_everything sets every seed of a "
+                        f"run; drop the {path} override"
+                    )
+                config[path] = seed
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.set_defaults(

@@ -121,6 +121,14 @@ class Collector:
             done_steps += self.num_envs
         return {"env_steps": float(self.env_steps)}
 
+    def flush_in_progress(self) -> None:
+        """Write every episode in progress to the replay as a cut (non-terminal) segment; play goes on from there.
+
+        Saving a dataset without this would drop up to ``segment_length`` steps per environment.
+        """
+        for i in range(self.num_envs):
+            self._flush(i, terminal=False, continue_episode=True)
+
     def pop_search_stats(self) -> dict[str, float]:
         """Mean root value and visit-distribution entropy of the searches since the last call."""
         values, entropy, n = self.search_stats
@@ -133,6 +141,24 @@ class Collector:
         return returns, lengths
 
 
+@dataclass
+class Evaluated:
+    """What greedy evaluation episodes did: their returns and how the policy chose (collapse shows here)."""
+
+    returns: np.ndarray  # [episodes] raw game returns
+    action_counts: np.ndarray  # [A] greedy moves per action of the game, over all episodes
+    visit_entropy: float  # mean entropy (nats) of the search's visit distribution per move
+
+    @property
+    def top_action_share(self) -> float:
+        """Share of all moves on the most played action (1.0: the policy played one action throughout)."""
+        total = self.action_counts.sum()
+        return float(self.action_counts.max() / total) if total else 0.0
+
+
+COLLAPSE_SHARE = 0.95  # a greedy policy with at least this share of its moves on one action is "collapsed"
+
+
 def evaluate(
     actor: Actor,
     task_id: str,
@@ -141,14 +167,16 @@ def evaluate(
     env_options: EnvOptions | None = None,
     max_steps: int | None = None,
     batch: int | None = None,
-) -> np.ndarray:
-    """Raw game returns of ``episodes`` greedy episodes (no noise, most-visited action, no episodic life).
+) -> Evaluated:
+    """``episodes`` greedy episodes (no noise, most-visited action, no episodic life): returns and move statistics.
 
     Episodes run ``batch`` at a time (default: all at once); each uses its own seed derived from ``seed``, which
     is independent of the training seed so that every checkpoint is scored on the same games.
     """
     batch = min(batch or episodes, episodes)
     returns: list[float] = []
+    counts: np.ndarray | None = None
+    entropy_sum, moves = 0.0, 0
     wave = 0
     while len(returns) < episodes:
         n = min(batch, episodes - len(returns))
@@ -157,7 +185,13 @@ def evaluate(
         finished = np.full(n, np.nan)
         steps = 0
         while np.isnan(finished).any():
-            actions, _, _ = actor(obs, None, 0.0)
+            actions, _, visits = actor(obs, None, 0.0)
+            live = np.isnan(finished)  # moves of episodes that already ended do not count
+            counts = np.zeros(visits.shape[1], dtype=np.int64) if counts is None else counts
+            counts += np.bincount(actions[live], minlength=visits.shape[1])
+            p = visits[live]
+            entropy_sum += float(-(p * np.log(np.clip(p, 1e-12, None))).sum())
+            moves += int(live.sum())
             step = env.step(actions)
             obs = step.obs
             steps += 1
@@ -171,4 +205,5 @@ def evaluate(
             finished[partial] = env.running_game_returns()[partial]
         returns.extend(finished.tolist())
         wave += 1
-    return np.asarray(returns[:episodes])
+    counts = np.zeros(0, dtype=np.int64) if counts is None else counts
+    return Evaluated(np.asarray(returns[:episodes]), counts, entropy_sum / max(moves, 1))

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from xtra.checkpoints import CheckpointError, load_network
-from xtra.collector import evaluate
+from xtra.collector import COLLAPSE_SHARE, evaluate
 from xtra.envs import network_action_ids
 from xtra.mcts import BatchedMCTS, MCTSConfig
 from xtra.modules.efficientzero import make_actor, make_policy_actor
@@ -43,11 +43,15 @@ def evaluate_checkpoint(
             actor = make_policy_actor(net, net_device(net), ids_t)
         else:
             actor = make_actor(net, search, net_device(net), ids_t)
-        returns = evaluate(actor, task, episodes, seed, None, max_steps)
+        played = evaluate(actor, task, episodes, seed, None, max_steps)
+        returns = played.returns
         mean = float(np.mean(returns))
         results[task] = {
             "mean": mean,
             "std": float(np.std(returns)),
+            "action_counts": played.action_counts.tolist(),
+            "top_action_share": played.top_action_share,
+            "collapsed": played.top_action_share >= COLLAPSE_SHARE,
             "hns": human_normalized(task, mean),
             "seen_in_training": task in loaded.task_ids,
             "returns": returns.tolist(),

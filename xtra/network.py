@@ -2,7 +2,8 @@
 
 The architecture follows EfficientZero's Atari network (``efficientzero-spec.md`` §2): post-activation residual
 blocks, bias-free 3×3 convolutions, BN momentum 0.1, the action given to the dynamics as one plane filled
-with a / A, and zero-initialised last layers so that a new network predicts uniform policies and zero values.
+with a / A (or, as an option, one one-hot plane per action), and zero-initialised last layers so that a new
+network predicts uniform policies and zero values.
 Parameters that the reference allocates but never uses are not built here.
 """
 
@@ -26,6 +27,11 @@ class NetworkConfig:
     ``blocks`` is the number of residual blocks wherever EfficientZero has one in the representation
     (EfficientZero-L uses 4). ``downsample`` selects the strided Atari trunk (96×96 → 6×6); without it the
     latent keeps the frame's resolution (MinAtar's 10×10).
+
+    ``action_encoding`` is how the dynamics sees the action: ``plane`` (EfficientZero: one plane filled with a / A)
+    or ``one_hot`` (A planes, the action's set to 1). The scalar plane orders actions by their id, which a
+    multi-game network in a shared action space turns into a prior for the largest id whatever it means in
+    the game; one-hot planes have no order.
     """
 
     channels: int = 64
@@ -40,6 +46,16 @@ class NetworkConfig:
     projection_hidden: int = 1024
     projection_out: int = 1024
     predictor_hidden: int = 512
+    action_encoding: str = "plane"
+
+    def __post_init__(self) -> None:
+        if self.action_encoding not in ACTION_ENCODINGS:
+            raise ValueError(
+                f"unknown action_encoding {self.action_encoding!r}; choose one of {list(ACTION_ENCODINGS)}"
+            )
+
+
+ACTION_ENCODINGS = ("plane", "one_hot")
 
 
 PRESETS: dict[str, NetworkConfig] = {
@@ -59,6 +75,9 @@ PRESETS: dict[str, NetworkConfig] = {
         projection_hidden=256,
         projection_out=256,
         predictor_hidden=128,
+        # Every MinAtar stage shares one action space across games (teachers, student, finetuner); one-hot
+        # planes keep the dynamics from ordering actions by id (see NetworkConfig).
+        action_encoding="one_hot",
     ),
 }
 # MinAtar's counterpart of EfficientZero-L (students and finetuners on the CPU).
@@ -143,7 +162,8 @@ class Dynamics(nn.Module):
         super().__init__()
         c = cfg.channels
         self.num_actions = num_actions
-        self.conv = conv3x3(c + 1, c)
+        self.one_hot = cfg.action_encoding == "one_hot"
+        self.conv = conv3x3(c + (num_actions if self.one_hot else 1), c)
         self.bn = batch_norm(c)
         self.blocks = nn.Sequential(*[ResidualBlock(c) for _ in range(cfg.dynamics_blocks)])
         self.prefix_conv = nn.Conv2d(c, cfg.reduced_channels, 1)
@@ -155,13 +175,20 @@ class Dynamics(nn.Module):
     def forward(
         self, latent: torch.Tensor, hidden: Hidden, action: torch.Tensor
     ) -> tuple[torch.Tensor, Hidden, torch.Tensor]:
-        plane = (action.to(latent.dtype) / self.num_actions).view(-1, 1, 1, 1).expand(-1, 1, *latent.shape[2:])
-        x = self.bn(self.conv(torch.cat([latent, plane], dim=1)))
+        x = self.bn(self.conv(torch.cat([latent, self.encode_action(action, latent)], dim=1)))
         nxt = self.blocks(torch.relu(x + latent))
         p = torch.relu(self.prefix_bn(self.prefix_conv(nxt))).flatten(1).unsqueeze(0)
         out, hidden = self.lstm(p, hidden)
         prefix = self.prefix_head(torch.relu(self.prefix_lstm_bn(out.squeeze(0))))
         return nxt, hidden, prefix
+
+    def encode_action(self, action: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
+        """``[B]`` action ids → ``[B, 1 or A, H, W]`` planes."""
+        hw = latent.shape[2:]
+        if self.one_hot:
+            planes = torch.nn.functional.one_hot(action.long(), self.num_actions).to(latent.dtype)
+            return planes.view(-1, self.num_actions, 1, 1).expand(-1, -1, *hw)
+        return (action.to(latent.dtype) / self.num_actions).view(-1, 1, 1, 1).expand(-1, 1, *hw)
 
 
 class Prediction(nn.Module):
@@ -259,6 +286,11 @@ class EfficientZeroNet(nn.Module):
     def scalar(self, logits: torch.Tensor) -> torch.Tensor:
         """Value / value-prefix logits → scalars."""
         return support_to_scalar(logits, self.config.support_size)
+
+
+def saved_description(described: dict | None) -> dict | None:
+    """A checkpoint's network description, with fields added since it was written at their old behaviour."""
+    return None if described is None else {"action_encoding": "plane", **described}
 
 
 def parameter_count(module: nn.Module) -> int:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -27,7 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
+from xtra.collector import COLLAPSE_SHARE
 from xtra.envs import game_name
+from xtra.scores import hierarchical_bootstrap_ci
 
 
 @dataclass
@@ -47,21 +50,25 @@ class Budget:
     """Sizes of every stage; ``scale`` multiplies all step counts."""
 
     dataset_env_steps: int = 2500
-    dataset_updates: int = 600
     teacher_updates: int = 250
     student_updates: int = 250
     finetune_env_steps: int = 4000
     warmup_steps: int = 500
     update_to_data: float = 0.5
-    eval_episodes: int = 16
+    eval_episodes: int = 32
     evaluations: int = 4
     simulations: int = 50
 
-    STEP_FIELDS = ("dataset_env_steps", "dataset_updates", "teacher_updates", "student_updates",
-                   "finetune_env_steps", "warmup_steps")  # fmt: skip
+    STEP_FIELDS = ("dataset_env_steps", "teacher_updates", "student_updates", "finetune_env_steps",
+                   "warmup_steps")  # fmt: skip
 
     def scaled(self, scale: float) -> Budget:
         return replace(self, **{f: max(int(getattr(self, f) * scale), 1) for f in self.STEP_FIELDS})
+
+    @property
+    def dataset_updates(self) -> int:
+        """Updates after which the dataset run has played its whole env-step budget (the last batch plays it)."""
+        return math.ceil((self.dataset_env_steps - self.warmup_steps) * self.update_to_data) + 1
 
     @property
     def finetune_updates(self) -> int:
@@ -78,35 +85,78 @@ def callbacks_json(*callbacks: tuple[str, dict]) -> str:
     return json.dumps([{"class_path": c, "init_args": a} for c, a in callbacks])
 
 
-def eval_callback(every: int, episodes: int) -> tuple[str, dict]:
-    return ("xtra.callbacks.evaluation.Evaluation", {"every_n_steps": every, "episodes": episodes, "at_start": True})
+def eval_callback(every: int, episodes: int, at_start: bool = True) -> tuple[str, dict]:
+    return (
+        "xtra.callbacks.evaluation.Evaluation",
+        {"every_n_steps": every, "episodes": episodes, "at_start": at_start},
+    )
 
 
 def export_callback(path: Path) -> tuple[str, dict]:
     return ("xtra.callbacks.export.ExportCheckpoint", {"path": str(path)})
 
 
-def plan(out: Path, configs: Path, target: str, pretrain: list[str], b: Budget, seed: int) -> list[list[Job]]:
-    """The stages, each a list of jobs that may run side by side."""
+@dataclass(frozen=True)
+class Method:
+    """One finetuning row of the report: a stage config plus how the pipeline points it at its inputs."""
+
+    label: str
+    config: str
+    network: str
+    pretrained: bool  # starts from the student
+    offline: bool  # trains on the offline games too
+    task_weights: bool  # gradient-cosine η (otherwise η = 1)
+
+
+METHODS: dict[str, Method] = {
+    "xtra": Method("XTRA", "xtra.yaml", "minatar-l", True, True, True),
+    "efficientzero-l": Method("EfficientZero, same network (minatar-l)", "efficientzero-l.yaml", "minatar-l",
+                              False, False, False),
+    "efficientzero": Method("EfficientZero, small network (minatar)", "efficientzero.yaml", "minatar",
+                            False, False, False),
+    "no-cross-task": Method("XTRA w/o cross-task (student, target only)", "no-cross-task.yaml", "minatar-l",
+                            True, False, False),
+    "no-task-weights": Method("XTRA w/o task weights (η = 1)", "no-task-weights.yaml", "minatar-l",
+                              True, True, False),
+}  # fmt: skip
+DEFAULT_METHODS = ("xtra", "efficientzero-l", "efficientzero")
+
+
+def plan(
+    out: Path,
+    configs: Path,
+    target: str,
+    pretrain: list[str],
+    b: Budget,
+    seed: int,
+    methods: tuple[str, ...] = DEFAULT_METHODS,
+) -> list[list[Job]]:
+    """The stages of one seed, each a list of jobs that may run side by side."""
     game = game_name
     common = [f"--seed_everything={seed}", "--trainer.enable_progress_bar=false", "--trainer.log_every_n_steps=25"]
     datasets = {t: out / "datasets" / game(t) for t in pretrain}
     teachers = {t: out / "teachers" / f"{game(t)}.ckpt" for t in pretrain}
     student = out / "student.ckpt"
+    run_dir = {
+        name: out / "runs" / name
+        for name in [*(f"dataset-{game(t)}" for t in pretrain), *(f"teacher-{game(t)}" for t in pretrain), "student"]
+    }
+    ev = b.eval_episodes
     stage1 = [
         Job(f"dataset {game(t)}", "dataset.yaml", [
             f"--data.init_args.task_id={t}", f"--data.init_args.save_dataset={datasets[t]}",
             f"--data.init_args.env_steps={b.dataset_env_steps}", f"--data.init_args.warmup_steps={b.warmup_steps}",
-            f"--trainer.max_steps={b.dataset_updates}",
-            f"--trainer.default_root_dir={out / 'runs' / ('dataset-' + game(t))}",
+            f"--data.init_args.update_to_data={b.update_to_data}", f"--trainer.max_steps={b.dataset_updates}",
+            f"--trainer.callbacks={callbacks_json(eval_callback(0, ev, at_start=False))}",
+            f"--trainer.default_root_dir={run_dir['dataset-' + game(t)]}",
         ], datasets[t] / "manifest.json", out / "logs" / f"dataset-{game(t)}.log", b.dataset_updates)
         for t in pretrain
     ]  # fmt: skip
     stage2 = [
         Job(f"teacher {game(t)}", "teacher.yaml", [
             f"--data.init_args.datasets=[{datasets[t]}]", f"--trainer.max_steps={b.teacher_updates}",
-            f"--trainer.callbacks={callbacks_json(export_callback(teachers[t]))}",
-            f"--trainer.default_root_dir={out / 'runs' / ('teacher-' + game(t))}",
+            f"--trainer.callbacks={callbacks_json(eval_callback(0, ev, at_start=False), export_callback(teachers[t]))}",
+            f"--trainer.default_root_dir={run_dir['teacher-' + game(t)]}",
         ], teachers[t], out / "logs" / f"teacher-{game(t)}.log", b.teacher_updates)
         for t in pretrain
     ]  # fmt: skip
@@ -115,33 +165,33 @@ def plan(out: Path, configs: Path, target: str, pretrain: list[str], b: Budget, 
             f"--model.init_args.teachers=[{','.join(str(teachers[t]) for t in pretrain)}]",
             f"--data.init_args.datasets=[{','.join(str(datasets[t]) for t in pretrain)}]",
             f"--trainer.max_steps={b.student_updates}",
-            f"--trainer.callbacks={callbacks_json(export_callback(student))}",
-            f"--trainer.default_root_dir={out / 'runs' / 'student'}",
+            f"--trainer.callbacks={callbacks_json(eval_callback(0, ev, at_start=False), export_callback(student))}",
+            f"--trainer.default_root_dir={run_dir['student']}",
         ], student, out / "logs" / "student.log", b.student_updates)
     ]  # fmt: skip
     every = b.finetune_updates // b.evaluations
     cycle = max(b.finetune_updates // 8, 10)
     weights = ("xtra.callbacks.task_weights.GradientCosineTaskWeights",
                {"cycle": cycle, "measure": max(cycle // 10, 1), "start": cycle})  # fmt: skip
-    shared = [f"--trainer.max_steps={b.finetune_updates}", f"--model.init_args.mcts.num_simulations={b.simulations}"]
-    stage4 = [
-        Job("finetune (XTRA)", "xtra.yaml", [
-            *shared, f"--model.init_args.pretrained={student}",
-            f"--data.init_args.target.init_args.task_id={target}",
-            f"--data.init_args.target.init_args.env_steps={b.finetune_env_steps}",
-            f"--data.init_args.target.init_args.warmup_steps={b.warmup_steps}",
-            f"--data.init_args.target.init_args.update_to_data={b.update_to_data}",
-            f"--data.init_args.offline.init_args.datasets=[{','.join(str(datasets[t]) for t in pretrain)}]",
-            f"--trainer.callbacks={callbacks_json(eval_callback(every, b.eval_episodes), weights)}",
-            f"--trainer.default_root_dir={out / 'runs' / 'xtra'}",
-        ], out / "runs" / "xtra" / COMPLETE, out / "logs" / "xtra.log", b.finetune_updates),
-        Job("from scratch (EfficientZero)", "efficientzero.yaml", [
-            *shared, f"--data.init_args.task_id={target}", f"--data.init_args.env_steps={b.finetune_env_steps}",
-            f"--data.init_args.warmup_steps={b.warmup_steps}", f"--data.init_args.update_to_data={b.update_to_data}",
-            f"--trainer.callbacks={callbacks_json(eval_callback(every, b.eval_episodes))}",
-            f"--trainer.default_root_dir={out / 'runs' / 'efficientzero'}",
-        ], out / "runs" / "efficientzero" / COMPLETE, out / "logs" / "efficientzero.log", b.finetune_updates),
-    ]  # fmt: skip
+    stage4 = []
+    for name in methods:
+        m = METHODS[name]
+        data = "--data.init_args.target.init_args" if m.pretrained or m.offline else "--data.init_args"
+        overrides = [
+            f"--trainer.max_steps={b.finetune_updates}", f"--model.init_args.mcts.num_simulations={b.simulations}",
+            f"{data}.task_id={target}", f"{data}.env_steps={b.finetune_env_steps}",
+            f"{data}.warmup_steps={b.warmup_steps}", f"{data}.update_to_data={b.update_to_data}",
+            f"--trainer.callbacks={callbacks_json(eval_callback(every, ev), *([weights] if m.task_weights else []))}",
+            f"--trainer.default_root_dir={out / 'runs' / name}",
+        ]  # fmt: skip
+        if m.pretrained:
+            overrides.append(f"--model.init_args.pretrained={student}")
+        if m.offline:
+            overrides.append(
+                f"--data.init_args.offline.init_args.datasets=[{','.join(str(datasets[t]) for t in pretrain)}]"
+            )
+        stage4.append(Job(m.label, m.config, overrides, out / "runs" / name / COMPLETE, out / "logs" / f"{name}.log",
+                          b.finetune_updates))  # fmt: skip
     for stage in (stage1, stage2, stage3, stage4):
         for job in stage:
             job.config = str(configs / job.config)
@@ -207,67 +257,163 @@ def run_stage(number: int, name: str, jobs: list[Job], jobs_at_once: int) -> Non
         time.sleep(1.0)
 
 
+def evaluations(run_dir: Path) -> list[dict]:
+    """Every evaluation record of a run (``eval/step*.json``), in step order."""
+    records = [json.loads(p.read_text()) for p in run_dir.rglob("eval/step*.json")]
+    return sorted(records, key=lambda r: int(r["global_step"]))
+
+
 def learning_curve(run_dir: Path, task: str) -> list[tuple[int, float, float]]:
     """(env steps, mean return, standard error) of every evaluation of a run, in order."""
     points = []
-    for path in run_dir.rglob("eval/step*.json"):
-        record = json.loads(path.read_text())
+    for record in evaluations(run_dir):
         returns = np.asarray(record["returns"][task], dtype=float)
         stderr = float(returns.std(ddof=1) / np.sqrt(len(returns))) if len(returns) > 1 else 0.0
         points.append((int(record.get("env_steps") or 0), float(returns.mean()), stderr))
     return sorted(points)
 
 
-def report(out: Path, target: str, pretrain: list[str], budget: Budget) -> dict:
-    runs = {
-        "XTRA (finetuned student)": out / "runs" / "xtra",
-        "EfficientZero (from scratch)": out / "runs" / "efficientzero",
-    }
-    curves = {name: learning_curve(path, target) for name, path in runs.items()}
+def final_evaluation(run_dir: Path, task: str) -> dict:
+    """The last evaluation of ``task`` in a run: episode returns, greedy-move counts and whether it collapsed."""
+    records = [r for r in evaluations(run_dir) if task in r["returns"]]
+    if not records:
+        raise RuntimeError(f"no evaluation of {task} under {run_dir}; see the stage's log in logs/")
+    last = records[-1]
+    counts = np.asarray(last.get("actions", {}).get(task, []), dtype=float)
+    top = float(counts.max() / counts.sum()) if counts.sum() else float("nan")
+    return {"returns": np.asarray(last["returns"][task], dtype=float), "env_steps": last.get("env_steps"),
+            "top_action_share": top, "collapsed": bool(top >= COLLAPSE_SHARE)}  # fmt: skip
+
+
+BAR = 0.7  # teacher ≥ 70 % of its data producer's return; student ≥ 70 % of each teacher's
+
+
+def pretraining_quality(out: Path, pretrain: list[str]) -> list[dict]:
+    """Per pretraining game: the data producer's, the teacher's and the student's return, and the bars."""
     rows = []
-    for name, curve in curves.items():
-        if not curve:
-            raise RuntimeError(f"no evaluations found for {name} under {runs[name]}")
-        env_steps, mean, stderr = curve[-1]
-        overall = round(float(np.mean([c[1] for c in curve])), 3)
-        rows.append({"method": name, "target": target, "env_steps": env_steps, "final_return": round(mean, 3),
-                     "stderr": round(stderr, 3), "mean_over_evaluations": overall,
-                     "evaluations": len(curve)})  # fmt: skip
-    with open(out / "results.csv", "w", newline="") as f:
+    for t in pretrain:
+        g = game_name(t)
+        producer = final_evaluation(out / "runs" / f"dataset-{g}", t)["returns"].mean()
+        teacher = final_evaluation(out / "runs" / f"teacher-{g}", t)["returns"].mean()
+        student = final_evaluation(out / "runs" / "student", t)["returns"].mean()
+        rows.append(
+            {
+                "game": t,
+                "producer": round(float(producer), 3),
+                "teacher": round(float(teacher), 3),
+                "student": round(float(student), 3),
+                "teacher_ok": bool(teacher >= BAR * producer),
+                "student_ok": bool(student >= BAR * teacher),
+            }
+        )
+    return rows  # fmt: skip
+
+
+def report(out: Path, seed_dirs: dict[int, Path], target: str, pretrain: list[str], budget: Budget,
+           methods: tuple[str, ...]) -> dict:  # fmt: skip
+    """``results.md``, ``results.csv`` and ``learning_curves.png`` over every seed's runs."""
+    rows, per_seed, curves, quality = [], [], {}, {}
+    for name in methods:
+        finals = {seed: final_evaluation(d / "runs" / name, target) for seed, d in seed_dirs.items()}
+        curves[name] = {seed: learning_curve(d / "runs" / name, target) for seed, d in seed_dirs.items()}
+        means = [float(f["returns"].mean()) for f in finals.values()]
+        lo, hi = hierarchical_bootstrap_ci([f["returns"] for f in finals.values()])
+        collapsed = [seed for seed, f in finals.items() if f["collapsed"]]
+        rows.append({"method": METHODS[name].label, "key": name, "target": target, "seeds": len(finals),
+                     "episodes": int(sum(len(f["returns"]) for f in finals.values())),
+                     "env_steps": next(iter(finals.values()))["env_steps"], "mean": round(float(np.mean(means)), 3),
+                     "ci_low": round(lo, 3), "ci_high": round(hi, 3),
+                     "collapsed_seeds": " ".join(map(str, collapsed))})  # fmt: skip
+        for seed, f in finals.items():
+            per_seed.append(
+                {
+                    "method": name,
+                    "seed": seed,
+                    "final_return": round(float(f["returns"].mean()), 3),
+                    "top_action_share": round(f["top_action_share"], 3),
+                    "collapsed": f["collapsed"],
+                }
+            )
+    for seed, d in seed_dirs.items():
+        quality[seed] = pretraining_quality(d, pretrain)
+    write_csv(out / "results.csv", rows)
+    write_csv(out / "results_per_seed.csv", per_seed)
+    (out / "results.md").write_text(results_markdown(rows, per_seed, quality, target, pretrain, budget))
+    plot_curves(out / "learning_curves.png", curves, target)
+    return {"rows": rows, "per_seed": per_seed, "quality": quality, "curves": curves}
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+
+
+def results_markdown(rows, per_seed, quality, target, pretrain, budget: Budget) -> str:
+    seeds = sorted(quality)
     lines = [
         f"# XTRA on MinAtar: target {target}, pretrained on {', '.join(pretrain)}",
         "",
-        f"Same env-step budget for both ({budget.finetune_env_steps} steps, {budget.eval_episodes} evaluation "
-        "episodes per point). Returns are raw game scores.",
+        f"{len(seeds)} seed(s) ({', '.join(map(str, seeds))}; each seed reaches every RNG of every stage), "
+        f"{budget.finetune_env_steps} env steps on the target, {budget.eval_episodes} greedy evaluation episodes "
+        "per seed. Mean over seeds of each seed's final mean return; 95 % CI by bootstrap over seeds and "
+        f"episodes. **collapsed**: the greedy policy put ≥ {COLLAPSE_SHARE:.0%} of its moves on one action.",
         "",
-        "| method | env steps | final return ± s.e. | mean over evaluations |",
-        "|---|---|---|---|",
+        "| method | env steps | final return | 95 % CI | collapsed seeds |",
+        "|---|---|---|---|---|",
     ]
-    lines += [f"| {r['method']} | {r['env_steps']} | {r['final_return']} ± {r['stderr']} | "
-              f"{r['mean_over_evaluations']} |" for r in rows]  # fmt: skip
-    (out / "results.md").write_text("\n".join(lines) + "\n")
+    for r in rows:
+        flag = f"**collapsed**: {r['collapsed_seeds']}" if r["collapsed_seeds"] else "none"
+        lines.append(f"| {r['method']} | {r['env_steps']} | {r['mean']} | [{r['ci_low']}, {r['ci_high']}] | {flag} |")
+    lines += [
+        "",
+        "Per seed (final mean return; share of greedy moves on the most played action):",
+        "",
+        "| method | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+        "|---|" + "---|" * len(seeds),
+    ]
+    for r in rows:
+        cells = []
+        for s in seeds:
+            p = next(p for p in per_seed if p["method"] == r["key"] and p["seed"] == s)
+            cells.append(f"{p['final_return']} ({p['top_action_share']:.2f}{', collapsed' if p['collapsed'] else ''})")
+        lines.append(f"| {r['method']} | " + " | ".join(cells) + " |")
+    lines += ["", f"Pretraining quality (evaluation return on each pretraining game; bars: teacher ≥ {BAR:.0%} of "
+              f"its data producer, student ≥ {BAR:.0%} of the teacher):", "",
+              "| seed | game | data producer | teacher | student | teacher bar | student bar |",
+              "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for s in seeds:
+        for q in quality[s]:
+            ok = {True: "ok", False: "**missed**"}
+            lines.append(f"| {s} | {q['game']} | {q['producer']} | {q['teacher']} | {q['student']} | "
+                         f"{ok[q['teacher_ok']]} | {ok[q['student_ok']]} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
 
+
+def plot_curves(path: Path, curves: dict[str, dict[int, list]], target: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for name, curve in curves.items():
-        x, y, e = (np.asarray(v) for v in zip(*curve, strict=True))
-        ax.plot(x, y, marker="o", label=name)
-        ax.fill_between(x, y - e, y + e, alpha=0.2)
+    for name, by_seed in curves.items():
+        usable = [c for c in by_seed.values() if c]
+        n = min(len(c) for c in usable)
+        x = np.asarray([c[i][0] for i in range(n) for c in usable[:1]])
+        y = np.asarray([[c[i][1] for i in range(n)] for c in usable])
+        mean = y.mean(0)
+        ax.plot(x, mean, marker="o", label=METHODS[name].label)
+        if len(usable) > 1:
+            ax.fill_between(x, y.min(0), y.max(0), alpha=0.15)
     ax.set_xlabel("env steps")
-    ax.set_ylabel(f"evaluation return ({target})")
-    ax.legend()
+    ax.set_ylabel(f"evaluation return ({target}), mean over seeds")
+    ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out / "learning_curves.png", dpi=120)
+    fig.savefig(path, dpi=120)
     plt.close(fig)
-    return {"rows": rows, "curves": curves}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -278,10 +424,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", default="minatar/breakout")
     parser.add_argument("--pretrain", nargs="+", default=["minatar/asterix", "minatar/space_invaders"])
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every step budget (0.05 for a smoke run)")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: --scale 0.1, 4 evaluation episodes")
     parser.add_argument("--simulations", type=int, default=None, help="MCTS simulations when finetuning")
     parser.add_argument("--eval-episodes", type=int, default=None)
     parser.add_argument("--jobs", type=int, default=2, help="jobs run side by side (one per CPU core)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="one whole pipeline per seed (every stage, every RNG), reported together",
+    )
+    parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), choices=sorted(METHODS),
+                        help="finetuning rows of the report")  # fmt: skip
     args = parser.parse_args(argv)
     configs = Path(args.configs)
     if not (configs / "xtra.yaml").is_file():
@@ -291,20 +446,31 @@ def main(argv: list[str] | None = None) -> int:
     if args.target in args.pretrain:
         print("xtra-pipeline: the target must not be a pretraining game", file=sys.stderr)
         return 2
-    budget = Budget().scaled(args.scale)
+    if len(set(args.seeds)) != len(args.seeds):
+        print("xtra-pipeline: --seeds must be distinct", file=sys.stderr)
+        return 2
+    budget = Budget().scaled(0.1 if args.quick and args.scale == 1.0 else args.scale)
     budget.simulations = args.simulations or budget.simulations
-    budget.eval_episodes = args.eval_episodes or budget.eval_episodes
+    budget.eval_episodes = args.eval_episodes or (4 if args.quick else budget.eval_episodes)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stages = plan(out, configs, args.target, args.pretrain, budget, args.seed)
+    methods = tuple(args.methods)
+    seed_dirs = {seed: out / f"seed{seed}" for seed in args.seeds}
+    plans = [plan(d, configs, args.target, args.pretrain, budget, seed, methods) for seed, d in seed_dirs.items()]
     names = ["offline datasets", "teachers", "student (distillation)", "finetune vs from scratch"]
     start = time.time()
-    for i, (name, jobs) in enumerate(zip(names, stages, strict=True), 1):
+    for i, name in enumerate(names):
+        jobs = [job for p in plans for job in p[i]]
+        if len(seed_dirs) > 1:
+            for seed, p in zip(seed_dirs, plans, strict=True):
+                for job in p[i]:
+                    job.name = f"{job.name} [seed {seed}]"
         t0 = time.time()
-        print(f"[{i}/4] {name}: {len(jobs)} job(s)", flush=True)
-        run_stage(i, name, jobs, args.jobs)
-        print(f"[{i}/4] {name}: finished in {time.time() - t0:.0f} s (total {time.time() - start:.0f} s)", flush=True)
-    result = report(out, args.target, args.pretrain, budget)
+        print(f"[{i + 1}/4] {name}: {len(jobs)} job(s)", flush=True)
+        run_stage(i + 1, name, jobs, args.jobs)
+        print(f"[{i + 1}/4] {name}: finished in {time.time() - t0:.0f} s (total {time.time() - start:.0f} s)",
+              flush=True)  # fmt: skip
+    result = report(out, seed_dirs, args.target, args.pretrain, budget, methods)
     print((out / "results.md").read_text())
     print(f"wrote {out / 'results.md'}, {out / 'results.csv'}, {out / 'learning_curves.png'} "
           f"in {time.time() - start:.0f} s", flush=True)  # fmt: skip

@@ -52,21 +52,28 @@ def plan_values(
     n: torch.Tensor,
     unroll_steps: int,
     discount: float,
+    end_has_value: bool = True,
 ) -> ValuePlan:
     """n-step returns for positions k = 0…K, each cut at the segment end.
 
     n_k = min(n, L − k) rewards are summed; the bootstrap term is dropped only where the cut lands on a game end.
+    ``end_has_value=False`` is for bootstrap values *stored* with the data: a segment cut mid-episode stores no
+    search value for its last observation (that search ran in the next segment), so there the horizon stops one
+    step earlier, at the last searched state, and the last observation itself gets no value target (``mask`` 0).
     """
     device = rewards.device
     k = torch.arange(unroll_steps + 1, device=device)[None]  # [1, K+1]
     left = steps_left[:, None] - k  # actions stored from position k
-    n_k = torch.minimum(n[:, None].expand_as(left), left.clamp(min=0))  # [B, K+1]
+    horizon = left
+    if not end_has_value:
+        horizon = torch.where(terminal[:, None], left, left - 1)
+    n_k = torch.minimum(n[:, None].expand_as(left), horizon.clamp(min=0))  # [B, K+1]
     i = torch.arange(rewards.shape[1], device=device)[None, None]  # reward index
     kk = k[..., None]
     within = (i >= kk) & (i < kk + n_k[..., None])
     powers = discount ** (i - kk).clamp(min=0).to(rewards.dtype)
     summed = (rewards[:, None, :] * powers * within).sum(-1)
-    exists = left >= 0
+    exists = horizon >= 0
     ends_game = terminal[:, None] & (n_k == left)
     boot = exists & ~ends_game
     return ValuePlan(

@@ -65,12 +65,12 @@ def test_starts_from_the_student_weights_and_refuses_another_size(datasets, stud
         CrossTaskFinetuner(pretrained=student, obs_shape=dm.obs_shape, num_actions=dm.num_actions, **other)
 
 
-@pytest.mark.parametrize("variant", ["pcgrad", "no_cross_task", "as_coded", "reanalyse", "joint_backward"])
+@pytest.mark.parametrize("variant", ["pcgrad", "no_cross_task", "as_coded", "reanalyse", "task_rows"])
 def test_variants_run(datasets, tmp_path, variant):  # noqa: F811
     dm = cross_task(datasets, offline=variant != "no_cross_task")
     kwargs = {"pcgrad": {"gradient_surgery": "pcgrad"}, "as_coded": {"offline_targets": "stored_as_coded"},
               "reanalyse": {"offline_targets": "reanalyse"},
-              "joint_backward": {"gradient_surgery": "pcgrad", "gradient_probe": "joint_backward"},
+              "task_rows": {"gradient_surgery": "pcgrad", "gradient_probe": "task_rows"},
               }.get(variant, {})  # fmt: skip
     module = CrossTaskFinetuner(obs_shape=dm.obs_shape, num_actions=dm.num_actions, **SMALL, **kwargs)
     trainer(tmp_path, 3).fit(module, dm)
@@ -99,10 +99,35 @@ def test_per_task_step_equals_the_joint_gradient_without_batch_norm_differences(
     torch.testing.assert_close(combined, g_joint, atol=1e-5, rtol=1e-4)
 
 
+def test_probe_update_is_the_joint_gradient_with_train_mode_batch_norm(datasets):  # noqa: F811
+    """The default probe takes every task's gradient under the joint batch's statistics (as the authors do), so
+    its update equals the joint loss's gradient also in train mode, where per-task passes would differ."""
+    dm = cross_task(datasets)
+    module = CrossTaskFinetuner(obs_shape=dm.obs_shape, num_actions=dm.num_actions, **{**SMALL, "seed": 3})
+    module.hparams.augmentation = False
+    dm.offline.setup("fit")
+    module.frame_stack = dm.frame_stack
+    batch = {task: module.prepare_batch(b, module.target_net, None) for task, b in dm.offline.sample(3, 3).items()}
+    module.task_weights = {GAMES[1]: 0.3}
+    module.net.train()
+    params = [p for p in module.net.parameters() if p.requires_grad]
+    from xtra.gradients import flat_gradient
+
+    state = {k: v.clone() for k, v in module.net.state_dict().items()}
+    g_joint = flat_gradient(module.joint_loss(batch)[0].loss, params)
+    module.net.load_state_dict(state)
+    grads, _, _ = module.task_gradients(batch, params)
+    torch.testing.assert_close(module.combine(batch, grads), g_joint, atol=1e-5, rtol=1e-4)
+    # each row is that game's share of the same joint pass: a game's rows alone give another gradient
+    alone = flat_gradient(module.compute_loss(batch[GAMES[0]]).loss, params)
+    assert not torch.allclose(grads[0], alone, atol=1e-4, rtol=1e-3)
+
+
 def test_per_task_passes_leave_batch_norm_running_statistics_alone(datasets):  # noqa: F811
     """Otherwise the acting network would normalise the target's frames with the last offline game's statistics."""
     dm = cross_task(datasets)
-    module = CrossTaskFinetuner(obs_shape=dm.obs_shape, num_actions=dm.num_actions, **SMALL)
+    module = CrossTaskFinetuner(obs_shape=dm.obs_shape, num_actions=dm.num_actions, gradient_probe="task_rows",
+                                **SMALL)  # fmt: skip
     dm.offline.setup("fit")
     module.frame_stack = dm.frame_stack
     batch = {t: module.prepare_batch(b, module.target_net, None) for t, b in dm.offline.sample(3, 3).items()}
@@ -113,3 +138,26 @@ def test_per_task_passes_leave_batch_norm_running_statistics_alone(datasets):  #
         torch.testing.assert_close(b, before[name], msg=name)
     module.joint_loss(batch)  # an ordinary step does update them
     assert any(not torch.equal(b, before[n]) for n, b in module.net.named_buffers() if "running_mean" in n)
+
+
+def test_finetuning_a_biased_student_does_not_lock_onto_its_action(datasets, student, tmp_path):  # noqa: F811
+    """A student whose policy prefers one action in every state (one logit raised) plays that action alone at
+    the start; finetuning with the defaults (random warm-up, then search) must not lock into it."""
+    from xtra.callbacks.evaluation import Evaluation
+    from xtra.envs import network_action_ids
+
+    ckpt = torch.load(student, weights_only=True)
+    favourite = network_action_ids(TARGET, 6)[-1]
+    bias = [k for k in ckpt["state_dict"] if k.startswith("net.prediction.policy_head.") and k.endswith("bias")][-1]
+    ckpt["state_dict"][bias][favourite] += 4.0
+    biased = tmp_path / "biased.ckpt"
+    torch.save(ckpt, biased)
+    dm = cross_task(datasets)
+    module = CrossTaskFinetuner(pretrained=str(biased), obs_shape=dm.obs_shape, num_actions=dm.num_actions,
+                                **{**SMALL, "lr": 1e-2})  # fmt: skip
+    evaluation = Evaluation(every_n_steps=0, episodes=4, at_start=True)
+    weights = GradientCosineTaskWeights(cycle=10, measure=2, start=10)
+    trainer(tmp_path, 120, callbacks=[evaluation, weights]).fit(module, dm)
+    first, last = evaluation.history[0]["metrics"], evaluation.history[-1]["metrics"]
+    assert first["eval/top_action_share/asterix"] >= 0.95  # the bias is real: zero-shot play is one action
+    assert last["eval/top_action_share/asterix"] < 0.95, last

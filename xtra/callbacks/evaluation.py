@@ -27,7 +27,9 @@ class Evaluation(L.Callback):
         env_options: evaluation protocol (default: the datamodule's; episodic life is never applied).
         at_start / at_end: also evaluate before the first update (a pretrained model's zero-shot score) and after
             the last one.
-    Each evaluation's per-episode returns are written to ``<log_dir>/eval/step<N>.json``.
+    Each evaluation's per-episode returns, greedy-move counts per action and mean visit entropy are written to
+    ``<log_dir>/eval/step<N>.json`` and logged (``eval/action_share/<game>/<a>``, ``eval/top_action_share/<game>``,
+    ``eval/visit_entropy/<game>``): a policy that collapsed onto one action shows as a top share near 1.
     """
 
     def __init__(
@@ -66,17 +68,23 @@ class Evaluation(L.Callback):
         module.net.eval()
         metrics: dict[str, float] = {}
         env_steps = getattr(trainer.datamodule, "env_steps", None) if trainer.datamodule is not None else None
-        record = {"global_step": trainer.global_step, "env_steps": env_steps, "returns": {}}
+        record = {"global_step": trainer.global_step, "env_steps": env_steps, "returns": {}, "actions": {},
+                  "visit_entropy": {}}  # fmt: skip
         try:
             for task in self._tasks(trainer):
                 actor = module.evaluation_actor(task)
-                returns = evaluate(
-                    actor, task, self.episodes, self.seed, self._options(trainer), self.max_episode_steps
-                )
+                played = evaluate(actor, task, self.episodes, self.seed, self._options(trainer), self.max_episode_steps)
+                returns = played.returns
                 game = game_name(task)
                 mean = float(np.mean(returns))
                 metrics[f"eval/return/{game}"] = mean
                 metrics[f"eval/return_std/{game}"] = float(np.std(returns))
+                metrics[f"eval/top_action_share/{game}"] = played.top_action_share
+                metrics[f"eval/visit_entropy/{game}"] = played.visit_entropy
+                shares = played.action_counts / max(played.action_counts.sum(), 1)
+                metrics.update({f"eval/action_share/{game}/{a}": float(s) for a, s in enumerate(shares)})
+                record["actions"][task] = played.action_counts.tolist()
+                record["visit_entropy"][task] = played.visit_entropy
                 hns = human_normalized(task, mean)
                 if hns is not None:
                     metrics[f"eval/hns/{game}"] = hns

@@ -246,6 +246,7 @@ class OnlineReplayDataModule(L.LightningDataModule):
         if stage == "fit" and self.save_dataset and self.replay is not None:
             world = self.trainer.world_size if self.trainer is not None else 1
             path = Path(self.save_dataset)
+            self.collector.flush_in_progress()  # the dataset holds every step played, not only finished segments
             if world > 1:
                 path = path.with_name(f"{path.name}-rank{self._rank()}")
             self.replay.save(

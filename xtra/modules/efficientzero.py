@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from xtra.envs import network_action_ids
 from xtra.losses import LossWeights, UnrollTargets, efficientzero_loss
 from xtra.mcts import BatchedMCTS, MCTSConfig, run_mcts, select_actions
-from xtra.network import EfficientZeroNet, network_config
+from xtra.network import EfficientZeroNet, network_config, saved_description
 from xtra.targets import plan_values, position_masks, stack_frames, td_steps, value_prefix_targets, value_targets
 
 
@@ -216,7 +216,8 @@ class EfficientZeroModule(L.LightningModule):
         obs = stack_frames(frames, positions, stack)  # [B, K+1, stack·C, H, W]
 
         n = td_steps(batch["age"], hp.td_steps, hp.td_decay_env_steps)
-        plan = plan_values(batch["rewards"], batch["steps_left"], batch["terminal"], n, k, hp.discount)
+        stored = bootstrap in ("stored", "stored_as_coded")
+        plan = plan_values(batch["rewards"], batch["steps_left"], batch["terminal"], n, k, hp.discount, not stored)
         boot_obs = None
         if bootstrap in ("network", "search"):
             boot_obs = stack_frames(frames, plan.bootstrap_positions, stack).flatten(0, 1)
@@ -225,7 +226,7 @@ class EfficientZeroModule(L.LightningModule):
         if bootstrap == "search":
             searched, _ = run_mcts(target_net, boot_obs, self.search, None, action_ids)
             boot_values = torch.from_numpy(searched.root_values).float().to(frames.device).view(b, k + 1)
-        elif bootstrap in ("stored", "stored_as_coded"):
+        elif stored:
             boot_values = batch["root_values"].gather(1, plan.bootstrap_positions)
         else:
             boot_values = target_net.scalar(target_net.initial_inference(boot_obs).value_logits).view(b, k + 1)
@@ -235,6 +236,8 @@ class EfficientZeroModule(L.LightningModule):
             values = value_targets(plan, boot_values)
 
         obs_mask, policy_mask = position_masks(batch["steps_left"], k)
+        if stored:  # no stored value exists for the last observation of a cut segment: no value target there
+            obs_mask = obs_mask * plan.mask
         prefixes, prefix_mask = value_prefix_targets(batch["rewards"], batch["steps_left"], k, hp.value_prefix_horizon)
         policies = batch["policies"] * policy_mask[..., None]
         n_re = int(round(b * reanalyse))
@@ -354,7 +357,7 @@ class EfficientZeroModule(L.LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        saved = checkpoint.get("xtra", {}).get("network")
+        saved = saved_description(checkpoint.get("xtra", {}).get("network"))
         if saved is not None and saved != self.net.describe():
             raise ValueError(
                 f"checkpoint network {saved} differs from this model's {self.net.describe()}: use the config the "

@@ -7,14 +7,15 @@ reanalyse), with a correct n-step bootstrap on the stored search values — or, 
 double-counting target, or a reanalyse with this model.
 
 The η_i are set by a callback (:class:`~xtra.callbacks.task_weights.GradientCosineTaskWeights`), which asks for
-per-task gradients on its measurement steps. Those steps take each task's gradient from *its own rows* (one
-forward and backward per task over a slice of the batch; together the same work as the joint pass), so measuring
-costs little more than an ordinary step; the update then uses exactly the combination of those gradients that the
-joint loss would give. Batch-norm batch statistics on those steps are per task rather than over the joint batch;
-the running statistics are restored afterwards, so acting and evaluation keep the joint batches' statistics.
-Under DDP the per-task gradients are all-reduced before anything is computed from them, so every rank sees the
-same similarities and the same η. PCGrad (``gradient_surgery: pcgrad``) uses the same per-task gradients on
-every step.
+per-task gradients on its measurement steps. By default (``gradient_probe: joint_backward``, the authors' way)
+those come from the one joint forward pass — every game normalised with the joint batch's batch-norm
+statistics, as on every other step — with one backward per task; the update then uses their combination, which
+is exactly the joint loss's gradient. ``task_rows`` (one forward and backward per task over its own rows) is
+cheaper but normalises each game with its own batch statistics: on a multi-game student its per-task losses
+differ several-fold from the joint pass and the cosines cross the threshold, so it is an approximation, kept for
+speed studies; its running statistics are restored afterwards. Under DDP the per-task gradients are all-reduced
+before anything is computed from them, so every rank sees the same similarities and the same η. PCGrad
+(``gradient_surgery: pcgrad``) uses the same per-task gradients on every step.
 """
 
 from __future__ import annotations
@@ -60,9 +61,10 @@ class CrossTaskFinetuner(MultiTaskModule):
             values, n-step), ``stored_as_coded`` (the authors' value target: stored value of the same state plus
             the 5-step reward sum), or ``reanalyse`` (this model's search and target network, as for the target).
         gradient_surgery: ``none`` or ``pcgrad`` (Yu et al., 2020) over the per-task gradients.
-        gradient_probe: how per-task gradients are taken: ``task_rows`` (one forward/backward per task on its own
-            rows; cheap) or ``joint_backward`` (the authors' way: one joint forward, then one full backward per
-            task; exact joint batch-norm statistics, about 1 + M times the backward cost on those steps).
+        gradient_probe: how per-task gradients are taken: ``joint_backward`` (the authors' way: one joint
+            forward, then one backward per task; the joint batch-norm statistics, about 1 + M times the backward
+            cost on measured steps) or ``task_rows`` (one forward/backward per task on its own rows; cheaper,
+            but with per-task batch statistics — an approximation, see the module docstring).
         reanalyse_fraction: share of *target* rows with fresh search policies (authors: all of them).
         **kwargs: as :class:`~xtra.modules.efficientzero.EfficientZeroModule`.
     """
@@ -73,7 +75,7 @@ class CrossTaskFinetuner(MultiTaskModule):
         network: str = "efficientzero-l",
         offline_targets: Literal["stored", "stored_as_coded", "reanalyse"] = "stored",
         gradient_surgery: Literal["none", "pcgrad"] = "none",
-        gradient_probe: Literal["task_rows", "joint_backward"] = "task_rows",
+        gradient_probe: Literal["task_rows", "joint_backward"] = "joint_backward",
         reanalyse_fraction: float = 1.0,
         **kwargs: Any,
     ) -> None:
