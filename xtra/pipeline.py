@@ -30,6 +30,7 @@ import numpy as np
 
 from xtra.collector import COLLAPSE_SHARE
 from xtra.envs import game_name
+from xtra.network import ACTION_ENCODINGS
 from xtra.scores import hierarchical_bootstrap_ci
 
 
@@ -106,6 +107,7 @@ class Method:
     pretrained: bool  # starts from the student
     offline: bool  # trains on the offline games too
     task_weights: bool  # gradient-cosine η (otherwise η = 1)
+    overrides: tuple[str, ...] = ()  # further command-line overrides of the config
 
 
 METHODS: dict[str, Method] = {
@@ -118,6 +120,15 @@ METHODS: dict[str, Method] = {
                             True, False, False),
     "no-task-weights": Method("XTRA w/o task weights (η = 1)", "no-task-weights.yaml", "minatar-l",
                               True, True, False),
+    # the finetuning defaults, one at a time set back to the authors' choice (or this project's earlier one)
+    "xtra-model-warmup": Method("XTRA, student acts from the first step", "xtra.yaml", "minatar-l", True, True, True,
+                                ("--data.init_args.target.init_args.warmup_actor=model",)),
+    "xtra-reanalyse": Method("XTRA, all target rows reanalysed", "xtra.yaml", "minatar-l", True, True, True,
+                             ("--model.init_args.reanalyse_fraction=1.0",)),
+    "xtra-reset-policy": Method("XTRA, policy head's output layer reset", "xtra.yaml", "minatar-l", True, True,
+                                True, ("--model.init_args.reset_policy_head=true",)),
+    "xtra-task-rows": Method("XTRA, per-task-rows gradient probe", "xtra.yaml", "minatar-l", True, True, True,
+                             ("--model.init_args.gradient_probe=task_rows",)),
 }  # fmt: skip
 DEFAULT_METHODS = ("xtra", "efficientzero-l", "efficientzero")
 
@@ -130,10 +141,16 @@ def plan(
     b: Budget,
     seed: int,
     methods: tuple[str, ...] = DEFAULT_METHODS,
+    action_encoding: str | None = None,
 ) -> list[list[Job]]:
-    """The stages of one seed, each a list of jobs that may run side by side."""
+    """The stages of one seed, each a list of jobs that may run side by side.
+
+    ``action_encoding`` overrides the presets' encoding in every stage (teachers, student, finetuning, baselines).
+    """
     game = game_name
     common = [f"--seed_everything={seed}", "--trainer.enable_progress_bar=false", "--trainer.log_every_n_steps=25"]
+    if action_encoding is not None:
+        common.append(f'--model.init_args.network_overrides={{"action_encoding": "{action_encoding}"}}')
     datasets = {t: out / "datasets" / game(t) for t in pretrain}
     teachers = {t: out / "teachers" / f"{game(t)}.ckpt" for t in pretrain}
     student = out / "student.ckpt"
@@ -184,6 +201,7 @@ def plan(
             f"--trainer.callbacks={callbacks_json(eval_callback(every, ev), *([weights] if m.task_weights else []))}",
             f"--trainer.default_root_dir={out / 'runs' / name}",
         ]  # fmt: skip
+        overrides += m.overrides
         if m.pretrained:
             overrides.append(f"--model.init_args.pretrained={student}")
         if m.offline:
@@ -425,6 +443,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pretrain", nargs="+", default=["minatar/asterix", "minatar/space_invaders"])
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every step budget (0.05 for a smoke run)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: --scale 0.1, 4 evaluation episodes")
+    parser.add_argument("--finetune-env-steps", type=int, default=None, help="env steps on the target (after --scale)")
     parser.add_argument("--simulations", type=int, default=None, help="MCTS simulations when finetuning")
     parser.add_argument("--eval-episodes", type=int, default=None)
     parser.add_argument("--jobs", type=int, default=2, help="jobs run side by side (one per CPU core)")
@@ -434,6 +453,12 @@ def main(argv: list[str] | None = None) -> int:
         nargs="+",
         default=[0],
         help="one whole pipeline per seed (every stage, every RNG), reported together",
+    )
+    parser.add_argument(
+        "--action-encoding",
+        choices=ACTION_ENCODINGS,
+        default=None,
+        help="the dynamics' action input in every stage (default: the presets' one_hot)",
     )
     parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), choices=sorted(METHODS),
                         help="finetuning rows of the report")  # fmt: skip
@@ -451,12 +476,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     budget = Budget().scaled(0.1 if args.quick and args.scale == 1.0 else args.scale)
     budget.simulations = args.simulations or budget.simulations
+    budget.finetune_env_steps = args.finetune_env_steps or budget.finetune_env_steps
     budget.eval_episodes = args.eval_episodes or (4 if args.quick else budget.eval_episodes)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     methods = tuple(args.methods)
     seed_dirs = {seed: out / f"seed{seed}" for seed in args.seeds}
-    plans = [plan(d, configs, args.target, args.pretrain, budget, seed, methods) for seed, d in seed_dirs.items()]
+    plans = [plan(d, configs, args.target, args.pretrain, budget, seed, methods, args.action_encoding)
+             for seed, d in seed_dirs.items()]  # fmt: skip
     names = ["offline datasets", "teachers", "student (distillation)", "finetune vs from scratch"]
     start = time.time()
     for i, name in enumerate(names):

@@ -66,6 +66,10 @@ class CrossTaskFinetuner(MultiTaskModule):
             cost on measured steps) or ``task_rows`` (one forward/backward per task on its own rows; cheaper,
             but with per-task batch statistics — an approximation, see the module docstring).
         reanalyse_fraction: share of *target* rows with fresh search policies (authors: all of them).
+        reset_policy_head: start the policy head's output layer from zero (uniform prior, as in a new network)
+            instead of the student's. A student whose pretraining data favoured one shared action plays that
+            action in every state of a new game; with stored (not reanalysed) policy targets its own biased
+            search then becomes the target. Not in the authors' code (they finetune every weight).
         **kwargs: as :class:`~xtra.modules.efficientzero.EfficientZeroModule`.
     """
 
@@ -77,6 +81,7 @@ class CrossTaskFinetuner(MultiTaskModule):
         gradient_surgery: Literal["none", "pcgrad"] = "none",
         gradient_probe: Literal["task_rows", "joint_backward"] = "joint_backward",
         reanalyse_fraction: float = 1.0,
+        reset_policy_head: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(network=network, reanalyse_fraction=reanalyse_fraction, **kwargs)
@@ -84,7 +89,11 @@ class CrossTaskFinetuner(MultiTaskModule):
             loaded = load_network(pretrained)
             require_same_network(loaded, self.net, "pretrained model")
             self.net.load_state_dict(loaded.net.state_dict())
-            self.target_net.load_state_dict(loaded.net.state_dict())
+            if reset_policy_head:
+                last = self.net.prediction.policy_head[-1]
+                torch.nn.init.zeros_(last.weight)
+                torch.nn.init.zeros_(last.bias)
+            self.target_net.load_state_dict(self.net.state_dict())
         self.probe_gradients = False  # set by the task-weight callback on its measurement steps
         self.last_similarities: dict[str, float] = {}
 
