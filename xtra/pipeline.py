@@ -248,6 +248,7 @@ def run_stage(number: int, name: str, jobs: list[Job], jobs_at_once: int) -> Non
             if job.output.name == COMPLETE:  # a run that stopped half-way: its evaluations must not mix in
                 shutil.rmtree(job.output.parent, ignore_errors=True)
             job.log.parent.mkdir(parents=True, exist_ok=True)
+            progress_path(job).unlink(missing_ok=True)  # a stopped earlier attempt's progress is not this one's
             cmd = [sys.executable, "-m", "xtra.cli", "fit", "-c", job.config, *job.overrides]
             job.log.write_text("$ " + " ".join(cmd) + "\n")
             with open(job.log, "a") as log:
