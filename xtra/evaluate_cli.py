@@ -56,7 +56,8 @@ def evaluate_checkpoint(
             "seen_in_training": task in loaded.task_ids,
             "returns": returns.tolist(),
         }
-    return {"checkpoint": str(Path(path)), "trained_on": loaded.task_ids, "acting": loaded.acting, "games": results}
+    return {"checkpoint": str(Path(path)), "trained_on": loaded.task_ids, "acting": loaded.acting,
+            "network": loaded.net.describe(), "games": results}  # fmt: skip
 
 
 def net_device(net: torch.nn.Module) -> torch.device:

@@ -170,5 +170,7 @@ def test_zero_shot_evaluation_of_a_checkpoint_on_an_unseen_game(teachers, tmp_pa
     game = result["games"]["minatar/asterix"]
     assert result["trained_on"] == ["minatar/breakout"] and game["seen_in_training"] is False
     assert len(game["returns"]) == 2 and np.isfinite(game["mean"])
+    assert result["network"]["action_encoding"] == "one_hot"  # the checkpoint says which encoding it holds
+    assert sum(game["action_counts"]) > 0 and game["collapsed"] == (game["top_action_share"] >= 0.95)
     assert main([str(tmp_path / "missing.ckpt"), "--tasks", "minatar/asterix"]) == 1
     assert "no checkpoint" in capsys.readouterr().err
