@@ -17,20 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from xtra.collector import evaluate
+from xtra.collector import evaluate, random_actor
 from xtra.envs import env_spec
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def random_actor(num_actions: int, seed: int):
-    rng = np.random.default_rng(seed)
-
-    def act(obs, _rng, _temperature):
-        n = obs.shape[0]
-        return rng.integers(0, num_actions, n), np.zeros(n), np.full((n, num_actions), 1 / num_actions)
-
-    return act
 
 
 def main() -> None:

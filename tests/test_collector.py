@@ -1,17 +1,19 @@
 import numpy as np
 
 from xtra.collector import COLLAPSE_SHARE, Collector, evaluate
+from xtra.collector import random_actor as uniform
 from xtra.replay import Replay
 
 
 def random_actor(num_actions):
-    rng = np.random.default_rng(0)
+    """Uniform moves with a recognisable root value (0.25) to check what the replay stores."""
+    act = uniform(num_actions)
 
-    def act(obs, _rng, _t):
-        n = obs.shape[0]
-        return rng.integers(0, num_actions, n), np.full(n, 0.25), np.full((n, num_actions), 1 / num_actions)
+    def with_values(obs, rng, t):
+        actions, _, visits = act(obs, rng, t)
+        return actions, np.full(obs.shape[0], 0.25), visits
 
-    return act
+    return with_values
 
 
 def test_collector_writes_aligned_segments():

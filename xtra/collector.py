@@ -141,6 +141,17 @@ class Collector:
         return returns, lengths
 
 
+def random_actor(num_actions: int, seed: int = 0) -> Actor:
+    """Uniformly random moves (the reference every learned policy must beat); uniform visit distributions."""
+    rng = np.random.default_rng(seed)
+
+    def act(obs: np.ndarray, _rng, _temperature: float):
+        n = obs.shape[0]
+        return rng.integers(0, num_actions, n), np.zeros(n, np.float32), np.full((n, num_actions), 1 / num_actions)
+
+    return act
+
+
 @dataclass
 class Evaluated:
     """What greedy evaluation episodes did: their returns and how the policy chose (collapse shows here)."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import math
 import os
@@ -28,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from xtra.collector import COLLAPSE_SHARE
-from xtra.envs import game_name
+from xtra.collector import COLLAPSE_SHARE, evaluate, random_actor
+from xtra.envs import env_spec, game_name
 from xtra.network import ACTION_ENCODINGS
 from xtra.scores import hierarchical_bootstrap_ci
 
@@ -307,25 +308,29 @@ def final_evaluation(run_dir: Path, task: str) -> dict:
 BAR = 0.7  # teacher ≥ 70 % of its data producer's return; student ≥ 70 % of each teacher's
 
 
+@functools.lru_cache
+def random_return(task_id: str, episodes: int = 32) -> float:
+    """Mean return of uniformly random play on the evaluation games (the floor any pretraining must clear)."""
+    return float(evaluate(random_actor(env_spec(task_id).num_actions), task_id, episodes, seed=0).returns.mean())
+
+
 def pretraining_quality(out: Path, pretrain: list[str]) -> list[dict]:
-    """Per pretraining game: the data producer's, the teacher's and the student's return, and the bars."""
+    """Per pretraining game: random play's, the data producer's, the teacher's and the student's return, and
+    the bars."""
     rows = []
     for t in pretrain:
         g = game_name(t)
         producer = final_evaluation(out / "runs" / f"dataset-{g}", t)["returns"].mean()
         teacher = final_evaluation(out / "runs" / f"teacher-{g}", t)["returns"].mean()
         student = final_evaluation(out / "runs" / "student", t)["returns"].mean()
-        rows.append(
-            {
-                "game": t,
-                "producer": round(float(producer), 3),
-                "teacher": round(float(teacher), 3),
-                "student": round(float(student), 3),
-                "teacher_ok": bool(teacher >= BAR * producer),
-                "student_ok": bool(student >= BAR * teacher),
-            }
-        )
-    return rows  # fmt: skip
+        random = random_return(t)
+        rows.append({
+            "game": t, "random": round(random, 3), "producer": round(float(producer), 3),
+            "teacher": round(float(teacher), 3), "student": round(float(student), 3),
+            "producer_ok": bool(producer > random), "teacher_ok": bool(teacher >= BAR * producer),
+            "student_ok": bool(student >= BAR * teacher),
+        })  # fmt: skip
+    return rows
 
 
 def report(out: Path, seed_dirs: dict[int, Path], target: str, pretrain: list[str], budget: Budget,
@@ -399,14 +404,15 @@ def results_markdown(rows, per_seed, quality, target, pretrain, budget: Budget) 
             cells.append(f"{p['final_return']} ({p['top_action_share']:.2f}{', collapsed' if p['collapsed'] else ''})")
         lines.append(f"| {r['method']} | " + " | ".join(cells) + " |")
     lines += ["", f"Pretraining quality (evaluation return on each pretraining game; bars: teacher ≥ {BAR:.0%} of "
-              f"its data producer, student ≥ {BAR:.0%} of the teacher):", "",
-              "| seed | game | data producer | teacher | student | teacher bar | student bar |",
-              "|---|---|---|---|---|---|---|"]  # fmt: skip
+              f"its data producer, student ≥ {BAR:.0%} of the teacher; and no pretraining is worth transferring "
+              "unless the data producer beats random play):", "",
+              "| seed | game | random play | data producer | teacher | student | producer > random | teacher bar | "
+              "student bar |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for s in seeds:
         for q in quality[s]:
             ok = {True: "ok", False: "**missed**"}
-            lines.append(f"| {s} | {q['game']} | {q['producer']} | {q['teacher']} | {q['student']} | "
-                         f"{ok[q['teacher_ok']]} | {ok[q['student_ok']]} |")  # fmt: skip
+            lines.append(f"| {s} | {q['game']} | {q['random']} | {q['producer']} | {q['teacher']} | {q['student']} | "
+                         f"{ok[q['producer_ok']]} | {ok[q['teacher_ok']]} | {ok[q['student_ok']]} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
