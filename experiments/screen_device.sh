@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Factor screen of the finetuning defaults on a many-core machine, 3 seeds per row, run side by side:
-#   one_hot/: XTRA with the defaults; with the student acting from the first step (the authors' warm-up); with every
+#   one_hot/: XTRA with the defaults (the student acts from the first step); with a 500-step random warm-up; with every
 #             target row reanalysed (the authors' targets) — all from the same pretrained students;
 #   plane/:   teachers, student and XTRA retrained with EfficientZero's scalar action plane on the same datasets.
 # Inputs (carried): .whl/ (the packages the machine lacks) and carry/screen/one_hot/seed{0,1,2} (or carry/screen.tgz) holding an
@@ -23,7 +23,7 @@ done
 LIMIT=${LIMIT:-540}
 COMMON=(--seeds 0 1 2 --finetune-env-steps 1600)
 timeout "$LIMIT" python3 -m xtra.pipeline --out carry/screen/one_hot "${COMMON[@]}" --jobs 9 \
-  --methods xtra xtra-model-warmup xtra-reanalyse > "$OUT/one_hot.log" 2>&1 &
+  --methods xtra xtra-random-warmup xtra-reanalyse > "$OUT/one_hot.log" 2>&1 &
 timeout "$LIMIT" python3 -m xtra.pipeline --out carry/screen/plane "${COMMON[@]}" --jobs 6 --action-encoding plane \
   --methods xtra > "$OUT/plane.log" 2>&1 &
 wait

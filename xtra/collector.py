@@ -166,6 +166,11 @@ class Evaluated:
         total = self.action_counts.sum()
         return float(self.action_counts.max() / total) if total else 0.0
 
+    @property
+    def collapsed(self) -> bool:
+        """The greedy policy put at least :data:`COLLAPSE_SHARE` of its moves on one action."""
+        return self.top_action_share >= COLLAPSE_SHARE
+
 
 COLLAPSE_SHARE = 0.95  # a greedy policy with at least this share of its moves on one action is "collapsed"
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from xtra.checkpoints import CheckpointError, load_network
-from xtra.collector import COLLAPSE_SHARE, evaluate
+from xtra.collector import evaluate
 from xtra.envs import network_action_ids
 from xtra.mcts import BatchedMCTS, MCTSConfig
 from xtra.modules.efficientzero import make_actor, make_policy_actor
@@ -51,7 +51,7 @@ def evaluate_checkpoint(
             "std": float(np.std(returns)),
             "action_counts": played.action_counts.tolist(),
             "top_action_share": played.top_action_share,
-            "collapsed": played.top_action_share >= COLLAPSE_SHARE,
+            "collapsed": played.collapsed,
             "hns": human_normalized(task, mean),
             "seen_in_training": task in loaded.task_ids,
             "returns": returns.tolist(),

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xtra.collector import COLLAPSE_SHARE, evaluate, random_actor
+from xtra.collector import COLLAPSE_SHARE, Evaluated, evaluate, random_actor
 from xtra.envs import env_spec, game_name
 from xtra.network import ACTION_ENCODINGS
 from xtra.scores import hierarchical_bootstrap_ci
@@ -104,7 +104,6 @@ class Method:
 
     label: str
     config: str
-    network: str
     pretrained: bool  # starts from the student
     offline: bool  # trains on the offline games too
     task_weights: bool  # gradient-cosine η (otherwise η = 1)
@@ -112,23 +111,23 @@ class Method:
 
 
 METHODS: dict[str, Method] = {
-    "xtra": Method("XTRA", "xtra.yaml", "minatar-l", True, True, True),
-    "efficientzero-l": Method("EfficientZero, same network (minatar-l)", "efficientzero-l.yaml", "minatar-l",
+    "xtra": Method("XTRA", "xtra.yaml", True, True, True),
+    "efficientzero-l": Method("EfficientZero, same network (minatar-l)", "efficientzero-l.yaml",
                               False, False, False),
-    "efficientzero": Method("EfficientZero, small network (minatar)", "efficientzero.yaml", "minatar",
+    "efficientzero": Method("EfficientZero, small network (minatar)", "efficientzero.yaml",
                             False, False, False),
-    "no-cross-task": Method("XTRA w/o cross-task (student, target only)", "no-cross-task.yaml", "minatar-l",
+    "no-cross-task": Method("XTRA w/o cross-task (student, target only)", "no-cross-task.yaml",
                             True, False, False),
-    "no-task-weights": Method("XTRA w/o task weights (η = 1)", "no-task-weights.yaml", "minatar-l",
+    "no-task-weights": Method("XTRA w/o task weights (η = 1)", "no-task-weights.yaml",
                               True, True, False),
-    # the finetuning defaults, one at a time set back to the authors' choice (or this project's earlier one)
-    "xtra-model-warmup": Method("XTRA, student acts from the first step", "xtra.yaml", "minatar-l", True, True, True,
-                                ("--data.init_args.target.init_args.warmup_actor=model",)),
-    "xtra-reanalyse": Method("XTRA, all target rows reanalysed", "xtra.yaml", "minatar-l", True, True, True,
+    # the finetuning defaults, one at a time set to another choice (the authors' or an earlier default)
+    "xtra-random-warmup": Method("XTRA, 500 random warm-up steps before the student acts", "xtra.yaml", True, True,
+                                 True, ("--data.init_args.target.init_args.warmup_actor=random",)),
+    "xtra-reanalyse": Method("XTRA, all target rows reanalysed", "xtra.yaml", True, True, True,
                              ("--model.init_args.reanalyse_fraction=1.0",)),
-    "xtra-reset-policy": Method("XTRA, policy head's output layer reset", "xtra.yaml", "minatar-l", True, True,
+    "xtra-reset-policy": Method("XTRA, policy head's output layer reset", "xtra.yaml", True, True,
                                 True, ("--model.init_args.reset_policy_head=true",)),
-    "xtra-task-rows": Method("XTRA, per-task-rows gradient probe", "xtra.yaml", "minatar-l", True, True, True,
+    "xtra-task-rows": Method("XTRA, per-task-rows gradient probe", "xtra.yaml", True, True, True,
                              ("--model.init_args.gradient_probe=task_rows",)),
 }  # fmt: skip
 DEFAULT_METHODS = ("xtra", "efficientzero-l", "efficientzero")
@@ -299,10 +298,10 @@ def final_evaluation(run_dir: Path, task: str) -> dict:
     if not records:
         raise RuntimeError(f"no evaluation of {task} under {run_dir}; see the stage's log in logs/")
     last = records[-1]
-    counts = np.asarray(last.get("actions", {}).get(task, []), dtype=float)
-    top = float(counts.max() / counts.sum()) if counts.sum() else float("nan")
-    return {"returns": np.asarray(last["returns"][task], dtype=float), "env_steps": last.get("env_steps"),
-            "top_action_share": top, "collapsed": bool(top >= COLLAPSE_SHARE)}  # fmt: skip
+    played = Evaluated(np.asarray(last["returns"][task], dtype=float),
+                       np.asarray(last.get("actions", {}).get(task, []), dtype=np.int64), float("nan"))  # fmt: skip
+    return {"returns": played.returns, "env_steps": last.get("env_steps"),
+            "top_action_share": played.top_action_share, "collapsed": played.collapsed}  # fmt: skip
 
 
 BAR = 0.7  # teacher ≥ 70 % of its data producer's return; student ≥ 70 % of each teacher's
