@@ -47,6 +47,15 @@ class XtraCLI(LightningCLI):
                     )
                 config[path] = seed
 
+    def before_fit(self) -> None:
+        """``--ckpt_path last`` resumes this run's newest intact checkpoint in its own version folder."""
+        if self.config_init[self.subcommand].get("ckpt_path") == "last":
+            from xtra.resume import resolve_last
+
+            path = resolve_last(self.trainer)
+            self.config_init[self.subcommand]["ckpt_path"] = str(path)
+            print(f"xtra: resuming from {path}", file=sys.stderr)
+
     def add_arguments_to_parser(self, parser) -> None:
         parser.set_defaults(
             {

@@ -120,18 +120,31 @@ SMALL = ["--data.env_steps=300", "--data.warmup_steps=64", "--data.num_envs=4", 
          "--trainer.callbacks=[]", "--trainer.log_every_n_steps=1"]  # fmt: skip
 
 
-def test_cli_fit_and_resume_from_last(tmp_path):
-    run = _cli("--trainer.max_steps=6", f"--trainer.default_root_dir={tmp_path}", *SMALL,
-               "--trainer.callbacks+=ModelCheckpoint", "--trainer.callbacks.save_last=true",
-               "--trainer.callbacks.every_n_train_steps=3", cwd=tmp_path)  # fmt: skip
+# the shipped config's ModelCheckpoint (save_last, no dirpath) with a shorter interval; nothing test-only
+SHIPPED_CHECKPOINT = (
+    '--trainer.callbacks=[{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", '
+    '"init_args": {"save_last": true, "every_n_train_steps": 3}}]'
+)
+
+
+def test_readme_resume_command_continues_the_run_in_its_own_version(tmp_path):
+    """``xtra fit -c <config> --ckpt_path last`` exactly as the README writes it: Lightning alone would look in a new
+    version folder, find nothing and train from step 0."""
+    small = [a for a in SMALL if not a.startswith("--trainer.callbacks")]
+    root = f"--trainer.default_root_dir={tmp_path / 'run'}"
+    run = _cli("--trainer.max_steps=6", root, *small, SHIPPED_CHECKPOINT, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
-    last = list(tmp_path.rglob("last.ckpt"))
-    assert last, run.stderr[-2000:]
-    run = _cli("--trainer.max_steps=9", f"--trainer.default_root_dir={tmp_path}", *SMALL,
-               "--trainer.callbacks+=ModelCheckpoint", "--trainer.callbacks.save_last=true",
-               "--trainer.callbacks.every_n_train_steps=3", f"--ckpt_path={last[0]}", cwd=tmp_path)  # fmt: skip
+    run = _cli("--trainer.max_steps=9", root, *small, SHIPPED_CHECKPOINT, "--ckpt_path=last", cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert "Restored all states" in run.stderr or "Restoring states" in run.stderr
+    assert "Restored all states" in run.stderr, run.stderr[-3000:]
+    versions = sorted(p.name for p in (tmp_path / "run" / "lightning_logs").iterdir())
+    assert versions == ["version_0"]  # logs and checkpoints continue where the run stopped
+    last = tmp_path / "run" / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["global_step"] == 9
+    # nothing to resume is an error naming the fix, not a warning and a fresh start
+    run = _cli("--trainer.max_steps=3", f"--trainer.default_root_dir={tmp_path / 'empty'}", *small, SHIPPED_CHECKPOINT,
+               "--ckpt_path=last", cwd=tmp_path)  # fmt: skip
+    assert run.returncode != 0 and "no checkpoint to resume" in run.stderr, run.stderr[-2000:]
 
 
 def test_ddp_two_processes_on_cpu_each_rank_its_own_envs(tmp_path):
