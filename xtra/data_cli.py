@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 
-from xtra.replay import DatasetError, Replay, read_manifest
+from xtra.replay import DatasetError, Replay, read_manifest, require_steps
 
 
 def info(path: str) -> dict:
@@ -59,8 +59,9 @@ def main(argv: list[str] | None = None) -> int:
             path = import_minari(args.source, args.task_id, args.out, options, not args.raw_rewards, args.overwrite)
             print(json.dumps(info(str(path)), indent=2))
         else:
-            read_manifest(args.path, verify=True)
+            manifest = read_manifest(args.path, verify=True)
             Replay.load(args.path, mmap=True, verify=False)
+            require_steps(args.path, manifest)
             print(f"{args.path}: ok")
     except (DatasetError, FileExistsError, ImportError, ValueError) as e:
         print(f"xtra-data: {e}", file=sys.stderr)

@@ -17,7 +17,7 @@ import torch
 
 from xtra.checkpoints import CheckpointError, load_network
 from xtra.collector import evaluate
-from xtra.envs import network_action_ids
+from xtra.envs import env_spec, network_action_ids
 from xtra.mcts import BatchedMCTS, MCTSConfig
 from xtra.modules.efficientzero import make_actor, make_policy_actor
 from xtra.scores import human_normalized
@@ -27,7 +27,18 @@ def evaluate_checkpoint(
     path: str, task_ids: list[str], episodes: int = 32, seed: int = 0, simulations: int | None = None,
     max_steps: int | None = None, device: str = "cpu",
 ) -> dict:  # fmt: skip
+    for name, value in (("--episodes", episodes), ("--simulations", simulations), ("--max-steps", max_steps)):
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be at least 1, got {value}")
     loaded = load_network(path)
+    for task in task_ids:
+        shape = env_spec(task).obs_shape
+        if tuple(shape) != tuple(loaded.net.obs_shape):
+            raise ValueError(
+                f"{task} gives observations of shape {tuple(shape)}, the network in {path} takes "
+                f"{tuple(loaded.net.obs_shape)} (trained on {', '.join(loaded.task_ids) or 'unknown games'}): "
+                "evaluate it on games of the same family (atari/… or minatar/…)"
+            )
     net = loaded.net.to(device)
     hp = loaded.hparams
     mcts = dict(hp.get("mcts") or {})

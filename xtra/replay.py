@@ -29,6 +29,12 @@ FIELDS = (
     "frames", "actions", "rewards", "root_values", "policies",
     "segment_start", "segment_end", "terminal", "step_index", "priorities",
 )  # fmt: skip
+# every stored field's dtype: the ring is allocated with these and a dataset on disk must hold exactly these
+DTYPES = {
+    "frames": np.uint8, "actions": np.int16, "rewards": np.float32, "root_values": np.float32,
+    "policies": np.float32, "segment_start": np.int64, "segment_end": np.int64, "terminal": np.bool_,
+    "step_index": np.int64, "priorities": np.float32,
+}  # fmt: skip
 
 
 class DatasetError(ValueError):
@@ -112,16 +118,10 @@ class Replay:
         self.num_actions = int(num_actions)
         self.frame_stack = int(frame_stack)
         self.alpha, self.epsilon = alpha, epsilon
-        self.frames = np.zeros((capacity, *self.frame_shape), dtype=np.uint8)
-        self.actions = np.full(capacity, -1, dtype=np.int16)
-        self.rewards = np.zeros(capacity, dtype=np.float32)
-        self.root_values = np.zeros(capacity, dtype=np.float32)
-        self.policies = np.zeros((capacity, num_actions), dtype=np.float32)
-        self.segment_start = np.zeros(capacity, dtype=np.int64)
-        self.segment_end = np.zeros(capacity, dtype=np.int64)
-        self.terminal = np.zeros(capacity, dtype=bool)
-        self.step_index = np.zeros(capacity, dtype=np.int64)
-        self.priorities = np.zeros(capacity, dtype=np.float32)
+        shapes = {"frames": (capacity, *self.frame_shape), "policies": (capacity, self.num_actions)}
+        for name in FIELDS:
+            setattr(self, name, np.zeros(shapes.get(name, (capacity,)), dtype=DTYPES[name]))
+        self.actions.fill(-1)
         self.head = 0  # next global row to write
         self.max_priority = 1.0
         self.num_steps_added = 0
@@ -396,3 +396,15 @@ def _check_arrays(root: Path, manifest: dict, arrays: dict[str, np.ndarray]) -> 
         expected = shapes.get(name, (rows,))
         if arr.shape != tuple(expected):
             raise DatasetError(f"{root / (name + '.npy')} has shape {arr.shape}, the manifest says {tuple(expected)}")
+        if arr.dtype != DTYPES[name]:
+            raise DatasetError(
+                f"{root / (name + '.npy')} holds {arr.dtype}, xtra datasets store {np.dtype(DTYPES[name])}"
+                + (" (frames as 0-255 integers, not scaled floats)" if name == "frames" else "")
+                + "; write it with xtra (Replay.save) or convert it"
+            )
+
+
+def require_steps(path: str | os.PathLike, manifest: dict) -> None:
+    """An offline dataset must hold at least one step to learn from."""
+    if manifest["counts"]["steps"] < 1:
+        raise DatasetError(f"{path} holds no steps (an empty dataset); record it again with a positive budget")

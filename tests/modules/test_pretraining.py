@@ -174,3 +174,8 @@ def test_zero_shot_evaluation_of_a_checkpoint_on_an_unseen_game(teachers, tmp_pa
     assert sum(game["action_counts"]) > 0 and game["collapsed"] == (game["top_action_share"] >= 0.95)
     assert main([str(tmp_path / "missing.ckpt"), "--tasks", "minatar/asterix"]) == 1
     assert "no checkpoint" in capsys.readouterr().err
+    # bad requests are refused before any episode: no NaN mean from 0 episodes, no convolution shape error
+    assert main([teachers[0], "--tasks", "minatar/asterix", "--episodes", "0"]) == 1
+    assert "--episodes must be at least 1" in capsys.readouterr().err
+    assert main([teachers[0], "--tasks", "atari/Pong", "--episodes", "1"]) == 1
+    assert "same family" in capsys.readouterr().err

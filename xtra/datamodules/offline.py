@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 
 from xtra.datamodules.common import endless_loader, importance_beta, resident_megabytes, windows_to_tensors
 from xtra.envs import FULL_ATARI_ACTIONS, FULL_MINATAR_ACTIONS, EnvOptions, parse_task_id
-from xtra.replay import FIELDS, DatasetError, Replay, SampledWindows, read_manifest
+from xtra.replay import FIELDS, DatasetError, Replay, SampledWindows, read_manifest, require_steps
 
 SHARED_ACTIONS = {"atari": FULL_ATARI_ACTIONS, "minatar": FULL_MINATAR_ACTIONS}
 
@@ -34,6 +34,7 @@ class OfflineDataset:
     def __init__(self, path: str | Path, verify: bool = True, reset_priorities: bool = True) -> None:
         self.path = Path(path)
         self.replay, self.manifest = Replay.load(self.path, mmap=True, verify=verify)
+        require_steps(self.path, self.manifest)
         self.task_id: str = self.manifest["task_id"]
         family, _ = parse_task_id(self.task_id)
         self.shared_actions = SHARED_ACTIONS[family]

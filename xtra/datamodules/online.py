@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
@@ -47,7 +48,9 @@ class OnlineReplayDataModule(L.LightningDataModule):
         segment_length: steps after which an in-progress episode is flushed to the replay.
         replay_capacity: rows kept (default: everything the budget can produce).
         priority_beta: importance-sampling exponent at the start; it grows linearly to 1 at ``max_steps``.
-        save_dataset: write the replay as an offline dataset here when fit ends.
+        save_dataset: write the replay as an offline dataset here when fit ends (``<path>-rank<r>`` per rank under
+            DDP). The path is checked when fit starts: it must be writable and must not hold a dataset already.
+        overwrite_dataset: replace an existing dataset at ``save_dataset``.
         warmup_actor: who plays the warm-up steps: uniformly ``random`` (EfficientZero from scratch) or the
             ``model``'s search (a pretrained model: the authors' finetuning acts with it from the first step).
         seed: base seed; each rank's envs and sampler derive their own streams from (seed, rank).
@@ -67,6 +70,7 @@ class OnlineReplayDataModule(L.LightningDataModule):
         clip_rewards: bool = True,
         priority_beta: float = 0.4,
         save_dataset: str | None = None,
+        overwrite_dataset: bool = False,
         keep_replay_snapshots: int = 2,
         warmup_actor: Literal["random", "model"] = "random",
         seed: int = 0,
@@ -74,6 +78,11 @@ class OnlineReplayDataModule(L.LightningDataModule):
         super().__init__()
         if update_to_data <= 0:
             raise ValueError(f"update_to_data must be positive, got {update_to_data}")
+        for name, value, least in (("num_envs", num_envs, 1), ("env_steps", env_steps, 1),
+                                   ("warmup_steps", warmup_steps, 0), ("batch_size", batch_size, 1),
+                                   ("segment_length", segment_length, 1)):  # fmt: skip
+            if value < least:
+                raise ValueError(f"data.init_args.{name} must be at least {least}, got {value}")
         self.task_id = task_id
         self.env_options = env_options
         self.spec: EnvSpec = env_spec(task_id, env_options)
@@ -87,6 +96,7 @@ class OnlineReplayDataModule(L.LightningDataModule):
         self.clip_rewards = clip_rewards
         self.priority_beta = priority_beta
         self.save_dataset = save_dataset
+        self.overwrite_dataset = overwrite_dataset
         self.keep_replay_snapshots = keep_replay_snapshots
         self.warmup_actor = warmup_actor
         self.seed = seed
@@ -123,9 +133,35 @@ class OnlineReplayDataModule(L.LightningDataModule):
         per_row = c * h * w + 2 + 4 + 4 + 4 * self.spec.num_actions + 8 + 8 + 1 + 8 + 4
         return self.replay_capacity * per_row
 
+    def dataset_path(self) -> Path | None:
+        """Where this rank writes its dataset when fit ends."""
+        if not self.save_dataset:
+            return None
+        path = Path(self.save_dataset)
+        world = self.trainer.world_size if self.trainer is not None else 1
+        return path.with_name(f"{path.name}-rank{self._rank()}") if world > 1 else path
+
+    def check_dataset_path(self) -> None:
+        """Refuse, before any training, a dataset path that holds a dataset or cannot be written."""
+        path = self.dataset_path()
+        if path is None:
+            return
+        if path.exists() and not self.overwrite_dataset:
+            raise FileExistsError(
+                f"data.init_args.save_dataset: {path} exists; choose another path or pass "
+                "--data.init_args.overwrite_dataset=true to replace it when this run ends"
+            )
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tempfile.TemporaryDirectory(dir=path.parent).cleanup()
+        except OSError as e:
+            raise PermissionError(f"data.init_args.save_dataset: cannot write into {path.parent} ({e})") from e
+
     def setup(self, stage: str) -> None:
         if self.replay is not None:
             return
+        if stage == "fit":
+            self.check_dataset_path()
         rank = self._rank()
         need, available = self.replay_bytes(), available_bytes()
         rank_zero_info(f"replay of {self.task_id}: {self.replay_capacity} rows, {need / 2**30:.2f} GiB per rank")
@@ -244,13 +280,9 @@ class OnlineReplayDataModule(L.LightningDataModule):
 
     def teardown(self, stage: str) -> None:
         if stage == "fit" and self.save_dataset and self.replay is not None:
-            world = self.trainer.world_size if self.trainer is not None else 1
-            path = Path(self.save_dataset)
             self.collector.flush_in_progress()  # the dataset holds every step played, not only finished segments
-            if world > 1:
-                path = path.with_name(f"{path.name}-rank{self._rank()}")
             self.replay.save(
-                path, self.task_id, action_ids=self.spec.action_ids,
+                self.dataset_path(), self.task_id, action_ids=self.spec.action_ids,
                 source={"kind": "online", "seed": self.seed, "rank": self._rank(),
                         "env_steps": self.collector.env_steps, "task_id": self.task_id},
             )  # fmt: skip
