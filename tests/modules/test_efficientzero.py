@@ -87,6 +87,44 @@ def test_checkpoint_resume_restores_replay_step_and_optimiser(tmp_path):
     assert t3.global_step == 14
 
 
+def test_a_moved_run_resumes_and_each_checkpoint_writes_its_replay_once(tmp_path):
+    import shutil
+
+    module, dm = tiny()
+    t = trainer(tmp_path / "a", 6, enable_checkpointing=False)
+    t.fit(module, dm)
+    t.save_checkpoint(tmp_path / "a" / "step6.ckpt")
+    sampler, collector = dm.rng.bit_generator.state, dm.collector.rng.bit_generator.state
+    (snapshot,) = (tmp_path / "a" / "replay").iterdir()
+    saved = Replay.load(snapshot)[1]["source"]  # this rank's counters and RNG states travel with its replay
+    assert saved["sampler_rng"] == sampler and saved["collector_rng"] == collector
+    written = (snapshot / "manifest.json").stat().st_mtime_ns
+    t.save_checkpoint(tmp_path / "a" / "last.ckpt")  # the same step again: no second replay write
+    assert [p.name for p in (tmp_path / "a" / "replay").iterdir()] == [snapshot.name]
+    assert (snapshot / "manifest.json").stat().st_mtime_ns == written
+    shutil.move(tmp_path / "a", tmp_path / "b")  # the checkpoint records its replay relative to itself
+    module2, dm2 = tiny()
+    trainer(tmp_path / "b", 6, enable_checkpointing=False).fit(module2, dm2, ckpt_path=tmp_path / "b" / "step6.ckpt")
+    assert dm2.replay.head == dm.replay.head and dm2.collector.env_steps == dm.collector.env_steps
+    np.testing.assert_array_equal(dm2.replay.frames[: dm.replay.head], dm.replay.frames[: dm.replay.head])
+
+
+def test_snapshot_pruning_keeps_other_runs_replays(tmp_path):
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    def run(steps):
+        module, dm = tiny()
+        every_step = ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=1)
+        trainer(tmp_path, steps, callbacks=[every_step]).fit(module, dm)
+        return dm.run_id
+
+    first = run(4)
+    second = run(3)  # a new run in a folder that already holds another run's higher steps
+    names = sorted(p.name for p in (tmp_path / "ckpt" / "replay").iterdir())
+    assert names == sorted([f"rank0-step3-{first}", f"rank0-step4-{first}", f"rank0-step2-{second}",
+                            f"rank0-step3-{second}"])  # fmt: skip
+
+
 def test_checkpoint_of_another_network_size_is_refused(tmp_path):
     module, dm = tiny()
     t = trainer(tmp_path, 2, enable_checkpointing=False)
@@ -147,15 +185,29 @@ def test_readme_resume_command_continues_the_run_in_its_own_version(tmp_path):
     assert run.returncode != 0 and "no checkpoint to resume" in run.stderr, run.stderr[-2000:]
 
 
-def test_ddp_two_processes_on_cpu_each_rank_its_own_envs(tmp_path):
-    run = _cli("--trainer.max_steps=3", "--trainer.strategy=ddp", "--trainer.devices=2", "--trainer.accelerator=cpu",
-               f"--trainer.default_root_dir={tmp_path}", f"--data.save_dataset={tmp_path / 'ds'}", *SMALL,
+def test_ddp_two_processes_each_rank_its_own_envs_and_its_own_replay_after_resume(tmp_path):
+    """Lightning writes rank 0's checkpoint dict only: each rank must still resume its own replay and RNG states."""
+    small = [a for a in SMALL if not a.startswith("--trainer.callbacks")]
+    ddp = ["--trainer.strategy=ddp", "--trainer.devices=2", "--trainer.accelerator=cpu",
+           f"--trainer.default_root_dir={tmp_path}", *small, SHIPPED_CHECKPOINT]  # fmt: skip
+    run = _cli("--trainer.max_steps=3", *ddp, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    snapshots = {}
+    for rank in (0, 1):
+        (path,) = tmp_path.rglob(f"rank{rank}-step3-*")
+        snapshots[rank] = Replay.load(path)
+    (r0, m0), (r1, m1) = snapshots[0], snapshots[1]
+    n = min(r0.head, r1.head)
+    assert not np.array_equal(r0.frames[:n], r1.frames[:n])  # each rank plays its own environments
+    assert m0["source"]["sampler_rng"] != m1["source"]["sampler_rng"]
+    run = _cli("--trainer.max_steps=4", *ddp, "--ckpt_path=last", f"--data.save_dataset={tmp_path / 'ds'}",
                cwd=tmp_path)  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
-    r0, _ = Replay.load(tmp_path / "ds-rank0")
-    r1, _ = Replay.load(tmp_path / "ds-rank1")
-    n = min(r0.head, r1.head)
-    assert not np.array_equal(r0.frames[:n], r1.frames[:n])
+    for rank, (before, _) in snapshots.items():
+        after, _ = Replay.load(tmp_path / f"ds-rank{rank}")
+        assert after.head >= before.head
+        for name in ("frames", "actions", "rewards", "policies"):  # its own rows, not rank 0's
+            np.testing.assert_array_equal(getattr(after, name)[: before.head], getattr(before, name)[: before.head])
 
 
 def test_reanalysed_share_gets_fresh_search_policies_and_targets_use_the_target_network():

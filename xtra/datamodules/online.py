@@ -11,6 +11,7 @@ from the checkpoint on resume; counters and RNG states travel inside the checkpo
 from __future__ import annotations
 
 import re
+import secrets
 import shutil
 import tempfile
 from pathlib import Path
@@ -100,6 +101,8 @@ class OnlineReplayDataModule(L.LightningDataModule):
         self.keep_replay_snapshots = keep_replay_snapshots
         self.warmup_actor = warmup_actor
         self.seed = seed
+        self.run_id = secrets.token_hex(4)  # names this run's replay snapshots (a resumed run takes the saved one)
+        self._written: tuple[Path, int] | None = None
         self.shared_action_space: tuple[np.ndarray, int] | None = None  # set when a shared-space model learns
         self.replay: Replay | None = None
         self.collector: Collector | None = None
@@ -162,6 +165,8 @@ class OnlineReplayDataModule(L.LightningDataModule):
             return
         if stage == "fit":
             self.check_dataset_path()
+        if self.trainer is not None and self.trainer.world_size > 1:
+            self.run_id = self.trainer.strategy.broadcast(self.run_id, src=0)  # one run name for every rank
         rank = self._rank()
         need, available = self.replay_bytes(), available_bytes()
         rank_zero_info(f"replay of {self.task_id}: {self.replay_capacity} rows, {need / 2**30:.2f} GiB per rank")
@@ -237,46 +242,81 @@ class OnlineReplayDataModule(L.LightningDataModule):
         base = Path(cb.dirpath) if cb is not None and cb.dirpath else Path(self.trainer.default_root_dir)
         return base / "replay"
 
+    def _snapshot_name(self, rank: int, step: int) -> str:
+        return f"rank{rank}-step{step}-{self.run_id}"
+
     def state_dict(self) -> dict[str, Any]:
+        """Each rank writes its own replay snapshot, with its counters and RNG states in the snapshot's manifest
+        (Lightning keeps only rank 0's checkpoint dict); the dict records where, relative to the checkpoint folder,
+        so a moved run still resumes. Snapshots are named by run and pruned only among this run's own."""
         if self.replay is None:
             return {}
         rank = self._rank()
         step = self.trainer.global_step if self.trainer is not None else 0
         root = self._snapshot_root()
-        path = root / f"rank{rank}-step{step}"
-        self.replay.save(path, self.task_id, source={"kind": "checkpoint", "rank": rank, "global_step": step},
-                         action_ids=self.spec.action_ids)  # fmt: skip
-        snapshots = sorted(
-            (p for p in root.glob(f"rank{rank}-step*") if re.fullmatch(rf"rank{rank}-step\d+", p.name)),
-            key=lambda p: int(p.name.rsplit("step", 1)[1]),
-        )
-        for old in snapshots[: -self.keep_replay_snapshots]:
-            shutil.rmtree(old, ignore_errors=True)
+        name = self._snapshot_name(rank, step)
+        if self._written != (root, step) or not (root / name).is_dir():  # a step and last.ckpt share one write
+            for stale in root.glob(f".rank{rank}-step*-{self.run_id}.tmp-*"):  # left by a save that was killed
+                shutil.rmtree(stale, ignore_errors=True)
+            self.replay.save(root / name, self.task_id, action_ids=self.spec.action_ids, source={
+                "kind": "checkpoint", "rank": rank, "global_step": step, "run": self.run_id,
+                "env_steps": self.collector.env_steps, "sampler_rng": self.rng.bit_generator.state,
+                "collector_rng": self.collector.rng.bit_generator.state,
+            })  # fmt: skip
+            self._written = (root, step)
+            pattern = re.compile(rf"rank{rank}-step(\d+)-{self.run_id}")
+            own = sorted((int(m.group(1)), p) for p in root.iterdir() if (m := pattern.fullmatch(p.name)))
+            for _, old in own[: -self.keep_replay_snapshots]:
+                shutil.rmtree(old, ignore_errors=True)
         return {
-            "replay_dir": str(path.resolve()),
-            "env_steps": self.collector.env_steps,
-            "sampler_rng": self.rng.bit_generator.state,
-            "collector_rng": self.collector.rng.bit_generator.state,
+            "snapshot_root": str(root.resolve()),
+            "global_step": step,
+            "run": self.run_id,
+            "world_size": self.trainer.world_size if self.trainer is not None else 1,
             "task_id": self.task_id,
         }
+
+    def _find_snapshot(self, state: dict[str, Any], rank: int) -> Path:
+        """This rank's snapshot: beside the checkpoint being restored (a moved run), else where it was written."""
+        name = self._snapshot_name(rank, int(state["global_step"]))
+        places = []
+        ckpt = getattr(self.trainer, "ckpt_path", None) if self.trainer is not None else None
+        if ckpt:
+            places.append(Path(ckpt).parent / "replay" / name)
+        places.append(Path(state["snapshot_root"]) / name)
+        for place in places:
+            if place.is_dir():
+                return place
+        raise FileNotFoundError(
+            f"the replay saved with this checkpoint for rank {rank} is missing (looked for "
+            f"{' and '.join(map(str, places))}); it lives next to the checkpoint under replay/ and must be copied "
+            "along with it"
+        )
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if not state:
             return
         if state.get("task_id") != self.task_id:
             raise ValueError(f"checkpoint was trained on {state.get('task_id')!r}, this run is for {self.task_id!r}")
-        self.setup("fit")
-        path = Path(state["replay_dir"])
-        if not path.exists():
-            raise FileNotFoundError(
-                f"the replay saved with this checkpoint is missing ({path}); it lives next to the checkpoint under "
-                "replay/ and must be copied along with it"
+        if "run" not in state:
+            raise ValueError("this checkpoint was written by an older xtra (replay state in rank 0's dict only); "
+                             "resume it with that version or start the run again")  # fmt: skip
+        world = self.trainer.world_size if self.trainer is not None else 1
+        if world != state["world_size"]:
+            raise ValueError(
+                f"the checkpoint holds the replay of {state['world_size']} rank(s), this run has {world}; resume "
+                f"with --trainer.devices (and num_nodes) giving {state['world_size']} ranks"
             )
-        self.replay, _ = Replay.load(path, capacity=self.replay_capacity)
+        self.run_id = state["run"]
+        self._written = None
+        self.setup("fit")
+        path = self._find_snapshot(state, self._rank())
+        self.replay, manifest = Replay.load(path, capacity=self.replay_capacity)
+        saved = manifest["source"]
         self.collector.replay = self.replay
-        self.collector.env_steps = int(state["env_steps"])
-        self.rng.bit_generator.state = state["sampler_rng"]
-        self.collector.rng.bit_generator.state = state["collector_rng"]
+        self.collector.env_steps = int(saved["env_steps"])
+        self.rng.bit_generator.state = saved["sampler_rng"]
+        self.collector.rng.bit_generator.state = saved["collector_rng"]
 
     def teardown(self, stage: str) -> None:
         if stage == "fit" and self.save_dataset and self.replay is not None:
