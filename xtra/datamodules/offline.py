@@ -200,26 +200,43 @@ class OfflineReplayDataModule(L.LightningDataModule):
         stats, self._stats = self._stats, {}
         return stats
 
-    def state_dict(self) -> dict[str, Any]:
-        if not self.datasets:
-            return {}
+    def _rank_state(self) -> dict[str, Any]:
         return {
-            "task_ids": self.task_ids,
             "sampler_rng": self.rng.bit_generator.state,
             "priorities": {t: torch.from_numpy(ds.replay.priorities.copy()) for t, ds in self.datasets.items()},
             "max_priority": {t: ds.replay.max_priority for t, ds in self.datasets.items()},
         }
+
+    def state_dict(self) -> dict[str, Any]:
+        """Every rank's sampler and priorities (each rank samples its own stream), gathered into the one dict
+        Lightning writes."""
+        if not self.datasets:
+            return {}
+        mine = self._rank_state()
+        ranks = [mine]
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            ranks = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(ranks, mine)
+        return {"task_ids": self.task_ids, "ranks": ranks}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if not state:
             return
         if list(state["task_ids"]) != self.task_ids:
             raise ValueError(f"checkpoint was trained on datasets of {state['task_ids']}, this run has {self.task_ids}")
+        if "ranks" not in state:
+            raise ValueError("this checkpoint was written by an older xtra (offline sampler of rank 0 only); resume "
+                             "it with that version or start the run again")  # fmt: skip
+        rank = self.trainer.global_rank if self.trainer is not None else 0
+        if len(state["ranks"]) != (self.trainer.world_size if self.trainer is not None else 1):
+            raise ValueError(f"the checkpoint holds the offline state of {len(state['ranks'])} rank(s); resume with as "
+                             "many ranks")  # fmt: skip
+        mine = state["ranks"][rank]
         self.setup("fit")
-        self.rng.bit_generator.state = state["sampler_rng"]
+        self.rng.bit_generator.state = mine["sampler_rng"]
         for task, ds in self.datasets.items():
-            prios = state["priorities"][task].numpy()
+            prios = mine["priorities"][task].numpy()
             if prios.shape != ds.replay.priorities.shape:
                 raise ValueError(f"the checkpoint's priorities of {task} do not fit {ds.path}: a different dataset")
             ds.replay.priorities[:] = prios
-            ds.replay.max_priority = float(state["max_priority"][task])
+            ds.replay.max_priority = float(mine["max_priority"][task])
