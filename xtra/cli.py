@@ -47,6 +47,17 @@ class XtraCLI(LightningCLI):
                     )
                 config[path] = seed
 
+    def instantiate_trainer(self, **kwargs: Any) -> Any:
+        """Checkpoints are written atomically (see ``xtra.checkpoint_io``) unless another CheckpointIO is set."""
+        from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+        from xtra.checkpoint_io import AtomicCheckpointIO
+
+        trainer = super().instantiate_trainer(**kwargs)
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        return trainer
+
     def before_fit(self) -> None:
         """``--ckpt_path last`` resumes this run's newest intact checkpoint in its own version folder."""
         if self.config_init[self.subcommand].get("ckpt_path") == "last":
