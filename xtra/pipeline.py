@@ -240,7 +240,9 @@ def run_stage(number: int, name: str, jobs: list[Job], jobs_at_once: int) -> Non
             todo.append(job)
     if not todo:
         return
-    env = {**os.environ, "OMP_NUM_THREADS": "1"} if min(jobs_at_once, len(todo)) > 1 else dict(os.environ)
+    # one thread per job, always: float sums depend on the thread count, so a job rerun alone (or with another
+    # --jobs) must use the same count to reproduce its numbers bit for bit
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     start, running, waiting, last = time.time(), [], list(todo), 0.0
     while waiting or running:
         while waiting and len(running) < jobs_at_once:
