@@ -125,8 +125,8 @@ METHODS: dict[str, Method] = {
                                  True, ("--data.init_args.target.init_args.warmup_actor=random",)),
     "xtra-reanalyse": Method("XTRA, all target rows reanalysed", "xtra.yaml", True, True, True,
                              ("--model.init_args.reanalyse_fraction=1.0",)),
-    "xtra-reset-policy": Method("XTRA, policy head's output layer reset", "xtra.yaml", True, True,
-                                True, ("--model.init_args.reset_policy_head=true",)),
+    "xtra-keep-policy": Method("XTRA, the student's policy head kept", "xtra.yaml", True, True,
+                               True, ("--model.init_args.reset_policy_head=false",)),
     "xtra-task-rows": Method("XTRA, per-task-rows gradient probe", "xtra.yaml", True, True, True,
                              ("--model.init_args.gradient_probe=task_rows",)),
 }  # fmt: skip
