@@ -375,6 +375,21 @@ def write_csv(path: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
+def machine() -> str:
+    """The CPU, core count and library versions a report was made with."""
+    import platform
+
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        names = [ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, Python {platform.python_version()}"
+
+
 def results_markdown(rows, per_seed, quality, target, pretrain, budget: Budget) -> str:
     seeds = sorted(quality)
     lines = [
@@ -384,6 +399,9 @@ def results_markdown(rows, per_seed, quality, target, pretrain, budget: Budget) 
         f"{budget.finetune_env_steps} env steps on the target, {budget.eval_episodes} greedy evaluation episodes "
         "per seed. Mean over seeds of each seed's final mean return; 95 % CI by bootstrap over seeds and "
         f"episodes. **collapsed**: the greedy policy put ≥ {COLLAPSE_SHARE:.0%} of its moves on one action.",
+        "",
+        f"Written on {machine()}, one thread per job. Runs are bitwise repeatable on one machine; float results "
+        "differ between CPU models, so another machine reproduces the distribution, not every digit.",
         "",
         "| method | env steps | final return | 95 % CI | collapsed seeds |",
         "|---|---|---|---|---|",
