@@ -25,8 +25,9 @@ def test_a_cut_last_checkpoint_falls_back_to_the_newest_intact_step(tmp_path, ke
     (tmp_path / "last.ckpt").write_bytes(data[: keep if keep >= 0 else len(data) - 30])  # a kill mid-write
     assert not is_intact(tmp_path / "last.ckpt")
     with pytest.warns(UserWarning, match="damaged"):
-        assert newest_intact(tmp_path) == tmp_path / "epoch=0-step=10.ckpt"
-    assert torch.load(newest_intact(tmp_path), weights_only=True)["global_step"] == 10
+        chosen = newest_intact(tmp_path)
+    assert chosen == tmp_path / "epoch=0-step=10.ckpt"
+    assert torch.load(chosen, weights_only=True)["global_step"] == 10
 
 
 def test_nothing_intact_means_nothing_to_resume(tmp_path):
