@@ -127,3 +127,25 @@ def test_finetuner_under_ddp_sets_the_same_task_weights_on_both_ranks(pipeline_r
     assert run.returncode == 0, run.stderr[-3000:]
     header = next(tmp_path.rglob("metrics.csv")).read_text().splitlines()[0]
     assert "task_weights/eta/asterix" in header and "task_weights/cosine/space_invaders" in header
+
+
+def test_a_stopped_pipeline_leaves_no_job_running(tmp_path):
+    """SIGTERM (a scheduler's stop, `kill`) ends the pipeline's running jobs too; an orphaned job would keep
+    training and write its outputs beside a restarted pipeline's."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cmd = [sys.executable, "-m", "xtra.pipeline", "--out", str(tmp_path / "out"), "--configs", str(CONFIGS), *TINY]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in proc.stdout:
+        if "starting" in line:  # a job is running
+            break
+    children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    assert children, "no job was running when the pipeline was stopped"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 128 + signal.SIGTERM
+    time.sleep(0.5)
+    alive = [pid for pid in children if subprocess.run(["kill", "-0", pid], capture_output=True).returncode == 0]
+    assert not alive, f"jobs {alive} outlived the pipeline"

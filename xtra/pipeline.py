@@ -21,6 +21,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -231,6 +232,20 @@ def progress(job: Job) -> str:
     return f"{state['step']}/{job.total_steps} steps"
 
 
+def stop_jobs(running: list[Job], grace_s: float = 30.0) -> None:
+    """Terminate the jobs still running (Lightning ends a fit at its next step on SIGTERM), then kill the rest."""
+    for job in running:
+        if job.process.poll() is None:
+            job.process.terminate()
+    deadline = time.time() + grace_s
+    for job in running:
+        try:
+            job.process.wait(timeout=max(deadline - time.time(), 0.1))
+        except subprocess.TimeoutExpired:
+            job.process.kill()
+            job.process.wait()
+
+
 def run_stage(number: int, name: str, jobs: list[Job], jobs_at_once: int) -> None:
     todo = []
     for job in jobs:
@@ -244,38 +259,39 @@ def run_stage(number: int, name: str, jobs: list[Job], jobs_at_once: int) -> Non
     # --jobs) must use the same count to reproduce its numbers bit for bit
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     start, running, waiting, last = time.time(), [], list(todo), 0.0
-    while waiting or running:
-        while waiting and len(running) < jobs_at_once:
-            job = waiting.pop(0)
-            if job.output.name == COMPLETE:  # a run that stopped half-way: its evaluations must not mix in
-                shutil.rmtree(job.output.parent, ignore_errors=True)
-            job.log.parent.mkdir(parents=True, exist_ok=True)
-            progress_path(job).unlink(missing_ok=True)  # a stopped earlier attempt's progress is not this one's
-            cmd = [sys.executable, "-m", "xtra.cli", "fit", "-c", job.config, *job.overrides]
-            job.log.write_text("$ " + " ".join(cmd) + "\n")
-            with open(job.log, "a") as log:
-                job.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-            job.started = time.time()
-            running.append(job)
-        for job in list(running):
-            code = job.process.poll()
-            if code is None:
-                continue
-            running.remove(job)
-            if code != 0:
-                for other in running:
-                    other.process.terminate()
-                raise RuntimeError(f"{job.name} failed (exit {code}); see {job.log}")
-            if job.output.name == COMPLETE:
-                tmp = job.output.with_name(f".{COMPLETE}.tmp")
-                tmp.write_text(json.dumps({"finished": time.time()}))
-                os.replace(tmp, job.output)
-            print(f"[{number}/4] {name}: {job.name} done in {time.time() - job.started:.0f} s", flush=True)
-        if running and time.time() - last >= 15:
-            status = ", ".join(f"{j.name}: {progress(j)}" for j in running)
-            print(f"[{number}/4] {name} ({time.time() - start:.0f} s): {status}", flush=True)
-            last = time.time()
-        time.sleep(1.0)
+    try:
+        while waiting or running:
+            while waiting and len(running) < jobs_at_once:
+                job = waiting.pop(0)
+                if job.output.name == COMPLETE:  # a run that stopped half-way: its evaluations must not mix in
+                    shutil.rmtree(job.output.parent, ignore_errors=True)
+                job.log.parent.mkdir(parents=True, exist_ok=True)
+                progress_path(job).unlink(missing_ok=True)  # a stopped earlier attempt's progress is not this one's
+                cmd = [sys.executable, "-m", "xtra.cli", "fit", "-c", job.config, *job.overrides]
+                job.log.write_text("$ " + " ".join(cmd) + "\n")
+                with open(job.log, "a") as log:
+                    job.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+                job.started = time.time()
+                running.append(job)
+            for job in list(running):
+                code = job.process.poll()
+                if code is None:
+                    continue
+                running.remove(job)
+                if code != 0:
+                    raise RuntimeError(f"{job.name} failed (exit {code}); see {job.log}")
+                if job.output.name == COMPLETE:
+                    tmp = job.output.with_name(f".{COMPLETE}.tmp")
+                    tmp.write_text(json.dumps({"finished": time.time()}))
+                    os.replace(tmp, job.output)
+                print(f"[{number}/4] {name}: {job.name} done in {time.time() - job.started:.0f} s", flush=True)
+            if running and time.time() - last >= 15:
+                status = ", ".join(f"{j.name}: {progress(j)}" for j in running)
+                print(f"[{number}/4] {name} ({time.time() - start:.0f} s): {status}", flush=True)
+                last = time.time()
+            time.sleep(1.0)
+    finally:  # stopped (Ctrl-C, SIGTERM) or failed: no job may outlive the pipeline and write on its own
+        stop_jobs(running)
 
 
 def evaluations(run_dir: Path) -> list[dict]:
@@ -460,6 +476,29 @@ def plot_curves(path: Path, curves: dict[str, dict[int, list]], target: str) -> 
     plt.close(fig)
 
 
+STAGES = ("offline datasets", "teachers", "student (distillation)", "finetune vs from scratch")
+
+
+def run_stages(plans: list[list[list[Job]]], seeds: list[int], jobs_at_once: int) -> None:
+    """Each stage's jobs of every seed, side by side, one stage after the other."""
+    start = time.time()
+    for i, name in enumerate(STAGES):
+        jobs = [job for p in plans for job in p[i]]
+        if len(seeds) > 1:
+            for seed, p in zip(seeds, plans, strict=True):
+                for job in p[i]:
+                    job.name = f"{job.name} [seed {seed}]"
+        t0 = time.time()
+        print(f"[{i + 1}/4] {name}: {len(jobs)} job(s)", flush=True)
+        run_stage(i + 1, name, jobs, jobs_at_once)
+        print(f"[{i + 1}/4] {name}: finished in {time.time() - t0:.0f} s (total {time.time() - start:.0f} s)",
+              flush=True)  # fmt: skip
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="xtra-pipeline", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
@@ -510,19 +549,12 @@ def main(argv: list[str] | None = None) -> int:
     seed_dirs = {seed: out / f"seed{seed}" for seed in args.seeds}
     plans = [plan(d, configs, args.target, args.pretrain, budget, seed, methods, args.action_encoding)
              for seed, d in seed_dirs.items()]  # fmt: skip
-    names = ["offline datasets", "teachers", "student (distillation)", "finetune vs from scratch"]
     start = time.time()
-    for i, name in enumerate(names):
-        jobs = [job for p in plans for job in p[i]]
-        if len(seed_dirs) > 1:
-            for seed, p in zip(seed_dirs, plans, strict=True):
-                for job in p[i]:
-                    job.name = f"{job.name} [seed {seed}]"
-        t0 = time.time()
-        print(f"[{i + 1}/4] {name}: {len(jobs)} job(s)", flush=True)
-        run_stage(i + 1, name, jobs, args.jobs)
-        print(f"[{i + 1}/4] {name}: finished in {time.time() - t0:.0f} s (total {time.time() - start:.0f} s)",
-              flush=True)  # fmt: skip
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)  # a scheduler's stop ends the running jobs too
+    try:
+        run_stages(plans, list(seed_dirs), args.jobs)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     result = report(out, seed_dirs, args.target, args.pretrain, budget, methods)
     print((out / "results.md").read_text())
     print(f"wrote {out / 'results.md'}, {out / 'results.csv'}, {out / 'learning_curves.png'} "
