@@ -247,8 +247,9 @@ class OnlineReplayDataModule(L.LightningDataModule):
 
     def state_dict(self) -> dict[str, Any]:
         """Each rank writes its own replay snapshot, with its counters and RNG states in the snapshot's manifest
-        (Lightning keeps only rank 0's checkpoint dict); the dict records where, relative to the checkpoint folder,
-        so a moved run still resumes. Snapshots are named by run and pruned only among this run's own."""
+        (Lightning keeps only rank 0's checkpoint dict); the dict records the snapshot's step and run, and resume
+        looks for it beside the restored checkpoint first, so a moved run still resumes. Snapshots are named by run
+        and pruned only among this run's own."""
         if self.replay is None:
             return {}
         rank = self._rank()
