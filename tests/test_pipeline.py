@@ -70,7 +70,7 @@ def test_report_marks_a_constant_action_run_as_collapsed(tmp_path):
     assert result["rows"][0]["collapsed_seeds"] == "0"
     assert [p["collapsed"] for p in result["per_seed"]] == [True, False]
     md = (tmp_path / "results.md").read_text()
-    assert "**collapsed**: 0" in md and "0.333 (1.00, collapsed)" in md
+    assert "**collapsed**: 1 of 2 (seed 0)" in md and "0.333 (1.00, collapsed)" in md
 
 
 @pytest.mark.parametrize("config", sorted(p.name for p in CONFIGS.glob("*.yaml")))

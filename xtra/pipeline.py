@@ -423,7 +423,8 @@ def results_markdown(rows, per_seed, quality, target, pretrain, budget: Budget) 
         "|---|---|---|---|---|",
     ]
     for r in rows:
-        flag = f"**collapsed**: {r['collapsed_seeds']}" if r["collapsed_seeds"] else "none"
+        ids = r["collapsed_seeds"].split()
+        flag = f"**collapsed**: {len(ids)} of {r['seeds']} (seed {', '.join(ids)})" if ids else "none"
         lines.append(f"| {r['method']} | {r['env_steps']} | {r['mean']} | [{r['ci_low']}, {r['ci_high']}] | {flag} |")
     lines += [
         "",
