@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from xtra.atomic import fsync_dir
+
 FORMAT_VERSION = 1
 FIELDS = (
     "frames", "actions", "rewards", "root_values", "policies",
@@ -84,11 +86,7 @@ def _atomic_replace_dir(tmp: Path, final: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, final)
-    fd = os.open(final.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(final.parent)
 
 
 def _sha256(path: Path) -> str:
