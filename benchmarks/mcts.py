@@ -1,9 +1,11 @@
 """Time the batched tree search alone: the network is a stand-in that returns random arrays of the right shapes.
 
-Prints one JSON line. ``searches_per_s`` counts root searches (a batch of B roots is B searches);
+Prints one JSON line per batch size. ``searches_per_s`` counts root searches (a batch of B roots is B searches);
 ``us_per_root_sim`` is wall time / (B · S). Numba compilation is excluded and reported as ``compile_s``.
+``--driver device`` times the torch-gather driver that GPUs use, on the CPU (the default picks the numba host
+gather for CPU states).
 
-    python benchmarks/mcts.py --batch 256 --simulations 50 --actions 18 --repeat 20
+    python benchmarks/mcts.py --batch 1,8,64,256,1518 --simulations 50 --actions 18 --repeat 20
 """
 
 from __future__ import annotations
@@ -37,16 +39,23 @@ def stand_in(num_actions: int, rng: np.random.Generator):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--batch", default="256", help="one size or a comma-separated grid, e.g. 1,8,64,256,1518")
     parser.add_argument("--simulations", type=int, default=50)
     parser.add_argument("--actions", type=int, default=18)
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--driver", choices=("auto", "device"), default="auto")
     args = parser.parse_args()
+    for b in (int(x) for x in args.batch.split(",")):
+        print(json.dumps(measure(b, args)), flush=True)
 
+
+def measure(b: int, args: argparse.Namespace) -> dict:
     rng = np.random.default_rng(0)
-    b, a = args.batch, args.actions
-    mcts = BatchedMCTS(MCTSConfig(num_simulations=args.simulations))
+    a = args.actions
+    mcts = BatchedMCTS(
+        MCTSConfig(num_simulations=args.simulations), host_gather=None if args.driver == "auto" else False
+    )
     latent = torch.zeros(b, 64, 6, 6)
     hidden = (torch.zeros(1, b, 512), torch.zeros(1, b, 512))
     recurrent = stand_in(a, rng)
@@ -63,20 +72,16 @@ def main() -> None:
         once()
     median = statistics.median(once() for _ in range(args.repeat))
     compile_s -= median
-    print(
-        json.dumps(
-            {
-                "impl": "xtra-numba",
-                "batch": b,
-                "simulations": args.simulations,
-                "actions": a,
-                "searches_per_s": round(b / median, 1),
-                "us_per_root_sim": round(median / (b * args.simulations) * 1e6, 3),
-                "median_s": round(median, 6),
-                "compile_s": round(max(compile_s, 0.0), 3),
-            }
-        )
-    )
+    return {
+        "impl": f"xtra-numba-{args.driver}",
+        "batch": b,
+        "simulations": args.simulations,
+        "actions": a,
+        "searches_per_s": round(b / median, 1),
+        "us_per_root_sim": round(median / (b * args.simulations) * 1e6, 3),
+        "median_s": round(median, 6),
+        "compile_s": round(max(compile_s, 0.0), 3),
+    }
 
 
 if __name__ == "__main__":

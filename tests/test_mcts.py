@@ -44,32 +44,61 @@ class TableModel:
         return model
 
 
-@pytest.mark.parametrize("batch", [1, 256])
+@pytest.mark.parametrize("batch", [1, 8, 256])
 @pytest.mark.parametrize("num_actions", [6, 18])
 @pytest.mark.parametrize("tie_heavy", [False, True])
 def test_matches_reference(batch, num_actions, tie_heavy):
+    """Both drivers (numba gather on the host, torch gather on the device) against the plain-Python reference."""
     if batch == 256 and tie_heavy and num_actions == 18:
         batch = 64  # the slow reference dominates; 64 roots already cover every branch
-    cfg = MCTSConfig(num_simulations=30 if batch > 1 else 50, discount=0.97, value_prefix_horizon=3)
+    cfg = MCTSConfig(num_simulations=30 if batch > 8 else 50, discount=0.97, value_prefix_horizon=3)
     model = TableModel(num_actions, seed=batch + num_actions, tie_heavy=tie_heavy)
     g = np.random.default_rng(1)
     codes = g.integers(0, PRIME, size=batch)
     root_logits = np.zeros((batch, num_actions)) if tie_heavy else g.normal(size=(batch, num_actions))
     seed = 12345
-    result = BatchedMCTS(cfg).search(
-        model.torch_fn,
-        torch.from_numpy(codes).double().view(-1, 1),
-        (torch.zeros(1, batch, 1, dtype=torch.float64), torch.zeros(1, batch, 1, dtype=torch.float64)),
-        root_logits,
-        None,
-        seed,
-    )
+    results = {
+        host: BatchedMCTS(cfg, host_gather=host).search(
+            model.torch_fn,
+            torch.from_numpy(codes).double().view(-1, 1),
+            (torch.zeros(1, batch, 1, dtype=torch.float64), torch.zeros(1, batch, 1, dtype=torch.float64)),
+            root_logits,
+            None,
+            seed,
+        )
+        for host in (True, False)
+    }
     ref = model.reference_fn(cfg.value_prefix_horizon)
     for b in range(batch):
         counts, value = search_one(root_logits[b], None, ref, (int(codes[b]), 0.0), b, cfg, seed)
-        np.testing.assert_array_equal(result.visit_counts[b], counts, err_msg=f"root {b}")
-        assert result.root_values[b] == pytest.approx(value, rel=1e-9, abs=1e-12)
-    assert (result.visit_counts.sum(1) == cfg.num_simulations).all()
+        for host, result in results.items():
+            np.testing.assert_array_equal(result.visit_counts[b], counts, err_msg=f"root {b}, host_gather={host}")
+            assert result.root_values[b] == pytest.approx(value, rel=1e-9, abs=1e-12)
+    for result in results.values():
+        assert (result.visit_counts.sum(1) == cfg.num_simulations).all()
+
+
+def test_host_and_device_drivers_agree_on_a_real_network():
+    """The numba gather/store must feed the network exactly what the torch gather does (legal subset included)."""
+    torch.manual_seed(0)
+    net = EfficientZeroNet((10, 10, 10), 6, network_config("minatar")).eval()
+    obs = torch.randint(0, 2, (8, 10, 10, 10), dtype=torch.uint8)
+    legal = torch.tensor([0, 1, 3, 5])
+    outs = [
+        run_mcts(net, obs, BatchedMCTS(MCTSConfig(num_simulations=12), host_gather=host),
+                 np.random.default_rng(3), action_ids=legal)[0]
+        for host in (True, False)
+    ]  # fmt: skip
+    np.testing.assert_array_equal(outs[0].visit_counts, outs[1].visit_counts)
+    np.testing.assert_array_equal(outs[0].root_values, outs[1].root_values)
+
+
+def test_host_gather_refuses_states_numba_cannot_read():
+    with pytest.raises(ValueError, match="host_gather=None"):
+        BatchedMCTS(MCTSConfig(num_simulations=2), host_gather=True).search(
+            lambda *a: None, torch.zeros(1, 4, dtype=torch.bfloat16),
+            (torch.zeros(1, 1, 4, dtype=torch.bfloat16),) * 2, np.zeros((1, 3)),
+        )  # fmt: skip
 
 
 def test_noise_enters_root_priors_like_reference():

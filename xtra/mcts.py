@@ -40,30 +40,36 @@ class MCTSConfig:
 
 
 class Tree:
-    """Preallocated arrays for ``batch`` roots of ``num_simulations + 1`` nodes over ``num_actions`` actions."""
+    """Preallocated arrays for ``batch`` roots of ``num_simulations + 1`` nodes over ``num_actions`` actions.
+
+    Arrays of one dtype and shape share one block (``stats``, ``links``, ``leaf``) so that the fused host kernel
+    takes few arguments: numba's dispatch cost grows with every array passed.
+    """
 
     def __init__(self, batch: int, num_simulations: int, num_actions: int) -> None:
         m = num_simulations + 1
-        self.shape = (batch, num_simulations, num_actions)
+        self.batch, self.num_nodes_max, self.num_actions = batch, m, num_actions
         self.prior = np.zeros((batch, m, num_actions), dtype=np.float32)
         self.child = np.full((batch, m, num_actions), -1, dtype=np.int32)
-        self.visits = np.zeros((batch, m), dtype=np.int32)
-        self.value_sum = np.zeros((batch, m), dtype=np.float64)
-        self.value_prefix = np.zeros((batch, m), dtype=np.float64)
-        self.reward = np.zeros((batch, m), dtype=np.float64)
+        self.stats = np.zeros((3, batch, m), dtype=np.float64)
+        self.value_sum, self.value_prefix, self.reward = self.stats
+        self.links = np.zeros((2, batch, m), dtype=np.int32)
+        self.visits, self.parent = self.links
+        self.parent[:] = -1
         self.is_reset = np.zeros((batch, m), dtype=np.bool_)
-        self.parent = np.full((batch, m), -1, dtype=np.int32)
         self.num_nodes = np.zeros(batch, dtype=np.int32)
         self.minmax = np.zeros((batch, 2), dtype=np.float64)
-        self.leaf_parent = np.zeros(batch, dtype=np.int64)
-        self.leaf_action = np.zeros(batch, dtype=np.int64)
-        self.leaf_depth = np.zeros(batch, dtype=np.int64)
+        self.leaf = np.zeros((3, batch), dtype=np.int64)
+        self.leaf_parent, self.leaf_action, self.leaf_depth = self.leaf
 
     def arrays(self) -> tuple:
         return (
             self.prior, self.child, self.visits, self.value_sum, self.value_prefix, self.reward,
             self.is_reset, self.parent, self.num_nodes, self.minmax,
         )  # fmt: skip
+
+    def packed(self) -> tuple:
+        return self.prior, self.child, self.stats, self.links, self.is_reset, self.num_nodes, self.minmax, self.leaf
 
 
 _JIT = {"nogil": True, "cache": True, "fastmath": False}
@@ -229,6 +235,61 @@ def expand_and_backup(
 
 
 @numba.njit(**_JIT)
+def _copy_row(src: np.ndarray, dst: np.ndarray) -> None:
+    """An element loop: numba compiles it to a vectorised copy, about 3x faster than slice assignment."""
+    for j in range(src.shape[0]):
+        dst[j] = src[j]
+
+
+@numba.njit(**_JIT)
+def host_simulation_step(
+    prior, child, stats, links, is_reset, num_nodes, minmax, leaf,
+    params: np.ndarray, seed: np.uint64, horizon: int, action_ids: np.ndarray,
+    latent_pool: np.ndarray, hidden_pool: np.ndarray, latent_in: np.ndarray, hidden_in: np.ndarray,
+    actions_in: np.ndarray, new_latent: np.ndarray, new_h: np.ndarray, new_c: np.ndarray,
+    leaf_value_prefix: np.ndarray, leaf_value: np.ndarray, leaf_logits: np.ndarray, store: bool, select: bool,
+) -> None:  # fmt: skip
+    """The host driver's one kernel per simulation, between two network calls.
+
+    ``store``: put the previous call's outputs into each new node's pool slot ``[node, root]`` (the LSTM state
+    zeroed where the value prefix resets, as the LSTM's is), expand and back up. ``select``: descend to the next
+    leaves and copy their parents' latent and LSTM state into the network's input buffers, the action mapped to
+    the network's ids (``action_ids`` empty: the identity). ``params``: (c1, c2, discount, value_delta_max).
+    """
+    value_sum, value_prefix, reward = stats[0], stats[1], stats[2]
+    visits, parent = links[0], links[1]
+    leaf_parent, leaf_action, leaf_depth = leaf[0], leaf[1], leaf[2]
+    batch = prior.shape[0]
+    if store:
+        latent = np.ascontiguousarray(new_latent).reshape(batch, new_latent.size // batch)
+        h = np.ascontiguousarray(new_h).reshape(batch, new_h.size // batch)
+        c = np.ascontiguousarray(new_c).reshape(batch, new_c.size // batch)
+        for b in range(batch):
+            n = num_nodes[b]
+            _copy_row(latent[b], latent_pool[n, b])
+            keep = leaf_depth[b] % horizon != 0
+            for j in range(h.shape[1]):
+                hidden_pool[n, 0, b, j] = h[b, j] if keep else 0.0
+                hidden_pool[n, 1, b, j] = c[b, j] if keep else 0.0
+        expand_and_backup(
+            prior, child, visits, value_sum, value_prefix, reward, is_reset, parent, num_nodes, minmax,
+            leaf_parent, leaf_action, leaf_depth, leaf_value_prefix, leaf_value, leaf_logits, params[2], horizon,
+        )  # fmt: skip
+    if select:
+        select_leaves(
+            prior, child, visits, value_sum, value_prefix, reward, is_reset, parent, num_nodes, minmax,
+            leaf_parent, leaf_action, leaf_depth, params[0], params[1], params[2], params[3], seed,
+        )  # fmt: skip
+        for b in range(batch):
+            p = leaf_parent[b]
+            _copy_row(latent_pool[p, b], latent_in[b])
+            _copy_row(hidden_pool[p, 0, b], hidden_in[0, b])
+            _copy_row(hidden_pool[p, 1, b], hidden_in[1, b])
+            a = leaf_action[b]
+            actions_in[b] = action_ids[a] if action_ids.shape[0] > 0 else a
+
+
+@numba.njit(**_JIT)
 def root_statistics(child, visits, value_sum, out_counts: np.ndarray, out_values: np.ndarray) -> None:
     """Visit counts of each root's children and the root value (mean of the backed-up returns)."""
     batch, _, num_actions = child.shape
@@ -258,10 +319,19 @@ class SearchResult:
 
 
 class BatchedMCTS:
-    """Runs S simulations for a batch of roots; one call of ``recurrent`` per simulation for the whole batch."""
+    """Runs S simulations for a batch of roots; one call of ``recurrent`` per simulation for the whole batch.
 
-    def __init__(self, config: MCTSConfig | None = None) -> None:
+    Two drivers, one tree: on the CPU (float32/float64 states) a simulation is two numba calls around the
+    network call — the latent gather and the pool store happen inside the kernels on numpy views of the torch
+    pools, so no torch operation runs per simulation besides the network's own. On other devices (or
+    ``host_gather=False``) the gather and store are torch ops on the device pools.
+    """
+
+    HOST_DTYPES = (torch.float32, torch.float64)
+
+    def __init__(self, config: MCTSConfig | None = None, host_gather: bool | None = None) -> None:
         self.config = config or MCTSConfig()
+        self.host_gather = host_gather  # None: whenever the states live on the CPU in a dtype numba reads
         self._trees: dict[tuple[int, int, int], Tree] = {}
         self._pools: dict[str, torch.Tensor] = {}
 
@@ -272,7 +342,7 @@ class BatchedMCTS:
         return self._trees[key]
 
     def _pool(self, name: str, like: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-        """A reused device buffer: fresh allocations of this size cost more than the whole tree search."""
+        """A reused buffer: fresh allocations of this size cost more than the whole tree search."""
         pool = self._pools.get(name)
         if pool is None or pool.shape != shape or pool.dtype != like.dtype or pool.device != like.device:
             pool = self._pools[name] = like.new_empty(shape)
@@ -281,6 +351,12 @@ class BatchedMCTS:
     def dirichlet_noise(self, rng: np.random.Generator, batch: int, num_actions: int) -> np.ndarray:
         alpha = np.full(num_actions, self.config.dirichlet_alpha)
         return rng.dirichlet(alpha, size=batch).astype(np.float32)
+
+    def _on_host(self, latent: torch.Tensor, hidden: Hidden) -> bool:
+        usable = all(t.device.type == "cpu" and t.dtype in self.HOST_DTYPES for t in (latent, *hidden))
+        if self.host_gather and not usable:
+            raise ValueError("host_gather=True needs CPU states in float32 or float64; pass host_gather=None")
+        return usable if self.host_gather is None else self.host_gather
 
     def search(
         self,
@@ -302,14 +378,61 @@ class BatchedMCTS:
         root_logits = np.ascontiguousarray(root_logits, dtype=np.float32)
         batch, num_actions = root_logits.shape
         tree = self._tree(batch, num_actions)
-        arrays = tree.arrays()
         empty = np.zeros((0, num_actions), dtype=np.float32)
         noise_arr = empty if noise is None else np.ascontiguousarray(noise, dtype=np.float32)
-        prepare_roots(*arrays, root_logits, noise_arr, cfg.exploration_fraction)
+        prepare_roots(*tree.arrays(), root_logits, noise_arr, cfg.exploration_fraction)
         seed64 = np.uint64(seed % 2**64)
+        simulate = self._simulate_on_host if self._on_host(latent, hidden) else self._simulate_on_device
+        simulate(tree, recurrent, latent, hidden, seed64, action_ids)
+        counts = np.zeros((batch, num_actions), dtype=np.int32)
+        values = np.zeros(batch, dtype=np.float64)
+        root_statistics(tree.child, tree.visits, tree.value_sum, counts, values)
+        return SearchResult(counts, values)
 
+    def _simulate_on_host(
+        self, tree: Tree, recurrent: RecurrentFn, latent: torch.Tensor, hidden: Hidden, seed64: np.uint64,
+        action_ids: torch.Tensor | None,
+    ) -> None:  # fmt: skip
+        """One numba call per simulation (store the last outputs, back up, select, gather the next inputs).
+
+        Node ``i`` of root ``b`` lives in slot ``[i, b]`` of the pools, which are torch tensors read and written
+        by the kernel through numpy views.
+        """
+        cfg = self.config
+        sims, batch, width = cfg.num_simulations, latent.shape[0], hidden[0].shape[-1]
+        latent_pool = self._pool("latent", latent, (sims + 1, *latent.shape))
+        hidden_pool = self._pool("hidden", hidden[0], (sims + 1, 2, batch, width))
+        latent_in = self._pool("latent_in", latent, tuple(latent.shape))
+        hidden_in = self._pool("hidden_in", hidden[0], (2, 1, batch, width))
+        actions_in = self._pool("actions_in", torch.empty(0, dtype=torch.int64), (batch,))
+        latent_pool[0] = latent
+        hidden_pool[0, 0], hidden_pool[0, 1] = hidden[0][0], hidden[1][0]
+        ids = np.zeros(0, np.int64) if action_ids is None else action_ids.cpu().numpy().astype(np.int64)
+        params = np.array([cfg.pb_c_init, cfg.pb_c_base, cfg.discount, cfg.value_delta_max])
+        fixed = (
+            *tree.packed(), params, seed64, cfg.value_prefix_horizon, ids,
+            _host(latent_pool).reshape(sims + 1, batch, -1), _host(hidden_pool),
+            _host(latent_in).reshape(batch, -1), _host(hidden_in).reshape(2, batch, width), _host(actions_in),
+        )  # fmt: skip
+        h_in, c_in = hidden_in[0], hidden_in[1]
+        none_f, none_v = np.zeros((batch, 1), np.float32), np.zeros(batch)
+        host_simulation_step(*fixed, none_f, none_f, none_f, none_v, none_v, none_f, False, True)
+        for sim in range(sims):
+            new_latent, (h, c), prefix, value, logits = recurrent(latent_in, (h_in, c_in), actions_in)
+            host_simulation_step(
+                *fixed, _host(new_latent), _host(h), _host(c), prefix, value,
+                np.ascontiguousarray(logits, dtype=np.float32), True, sim + 1 < sims,
+            )  # fmt: skip
+
+    def _simulate_on_device(
+        self, tree: Tree, recurrent: RecurrentFn, latent: torch.Tensor, hidden: Hidden, seed64: np.uint64,
+        action_ids: torch.Tensor | None,
+    ) -> None:  # fmt: skip
+        """Device pools: per simulation only the leaf indices go to the device and the network outputs back."""
+        cfg = self.config
+        arrays = tree.arrays()
         device = latent.device
-        sims = cfg.num_simulations
+        sims, batch = cfg.num_simulations, latent.shape[0]
         latent_pool = self._pool("latent", latent, (sims + 1, *latent.shape))
         h_pool = self._pool("h", hidden[0], (sims + 1, *hidden[0].shape[1:]))
         c_pool = self._pool("c", hidden[1], (sims + 1, *hidden[1].shape[1:]))
@@ -344,10 +467,11 @@ class BatchedMCTS:
                 np.ascontiguousarray(prefix, dtype=np.float64), np.ascontiguousarray(value, dtype=np.float64),
                 np.ascontiguousarray(logits, dtype=np.float32), cfg.discount, cfg.value_prefix_horizon,
             )  # fmt: skip
-        counts = np.zeros((batch, num_actions), dtype=np.int32)
-        values = np.zeros(batch, dtype=np.float64)
-        root_statistics(tree.child, tree.visits, tree.value_sum, counts, values)
-        return SearchResult(counts, values)
+
+
+def _host(t: torch.Tensor) -> np.ndarray:
+    """A numpy view of a CPU tensor (the kernel makes a strided one contiguous)."""
+    return (t.detach() if t.requires_grad else t).numpy()
 
 
 def network_recurrent_fn(net: torch.nn.Module, action_ids: torch.Tensor | None = None) -> RecurrentFn:

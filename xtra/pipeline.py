@@ -500,6 +500,19 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
+def budget_from_args(args: argparse.Namespace) -> Budget:
+    """The default budget, scaled (``--scale``, ``--quick``), then the explicit sizes on top."""
+    budget = Budget().scaled(0.1 if args.quick and args.scale == 1.0 else args.scale)
+    budget.simulations = args.simulations or budget.simulations
+    for field in ("finetune_env_steps", "dataset_env_steps", "teacher_updates", "student_updates"):
+        value = getattr(args, field)
+        if value is not None and value < 1:
+            raise ValueError(f"--{field.replace('_', '-')} must be at least 1")
+        setattr(budget, field, value or getattr(budget, field))
+    budget.eval_episodes = args.eval_episodes or (4 if args.quick else budget.eval_episodes)
+    return budget
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="xtra-pipeline", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
@@ -510,6 +523,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every step budget (0.05 for a smoke run)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: --scale 0.1, 4 evaluation episodes")
     parser.add_argument("--finetune-env-steps", type=int, default=None, help="env steps on the target (after --scale)")
+    parser.add_argument("--dataset-env-steps", type=int, default=None, help="env steps per dataset (after --scale)")
+    parser.add_argument("--teacher-updates", type=int, default=None, help="updates per teacher (after --scale)")
+    parser.add_argument("--student-updates", type=int, default=None, help="distillation updates (after --scale)")
     parser.add_argument("--simulations", type=int, default=None, help="MCTS simulations when finetuning")
     parser.add_argument("--eval-episodes", type=int, default=None)
     parser.add_argument("--jobs", type=int, default=2, help="jobs run side by side (one per CPU core)")
@@ -540,10 +556,11 @@ def main(argv: list[str] | None = None) -> int:
     if len(set(args.seeds)) != len(args.seeds):
         print("xtra-pipeline: --seeds must be distinct", file=sys.stderr)
         return 2
-    budget = Budget().scaled(0.1 if args.quick and args.scale == 1.0 else args.scale)
-    budget.simulations = args.simulations or budget.simulations
-    budget.finetune_env_steps = args.finetune_env_steps or budget.finetune_env_steps
-    budget.eval_episodes = args.eval_episodes or (4 if args.quick else budget.eval_episodes)
+    try:
+        budget = budget_from_args(args)
+    except ValueError as err:
+        print(f"xtra-pipeline: {err}", file=sys.stderr)
+        return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     methods = tuple(args.methods)
