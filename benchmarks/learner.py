@@ -43,6 +43,8 @@ def main() -> None:
     parser.add_argument("--reanalyse", type=float, default=None, help="default: 0 (minatar config) / 0.99 (Atari)")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--precision", choices=("32", "bf16-mixed", "16-mixed"), default="32",
+                        help="autocast of the loss's forward, like Lightning's --trainer.precision")  # fmt: skip
     args = parser.parse_args()
 
     frame, stack, actions = SHAPES[args.preset]
@@ -65,6 +67,8 @@ def main() -> None:
     ).to(device)  # fmt: skip
     module.frame_stack = stack
     opt = torch.optim.SGD(module.net.parameters(), lr=0.01, momentum=0.9)
+    dtype = {"32": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}[args.precision]
+    scaler = torch.amp.GradScaler(device.type, enabled=args.precision == "16-mixed")  # fp16 needs loss scaling
 
     def once() -> tuple[float, float]:
         w = replay.sample(args.batch, args.unroll, 5, rng)
@@ -74,10 +78,12 @@ def main() -> None:
         prepared = module.prepare_batch(batch, module.target_net)
         sync(device)
         t1 = time.perf_counter()
-        out = module.compute_loss(prepared)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            out = module.compute_loss(prepared)
         opt.zero_grad()
-        out.loss.backward()
-        opt.step()
+        scaler.scale(out.loss).backward()
+        scaler.step(opt)
+        scaler.update()
         sync(device)
         return t1 - t0, time.perf_counter() - t1
 
@@ -89,7 +95,8 @@ def main() -> None:
     print(
         json.dumps(
             {
-                "preset": args.preset, "device": str(device), "batch": args.batch, "unroll": args.unroll,
+                "preset": args.preset, "device": str(device), "precision": args.precision, "batch": args.batch,
+                "unroll": args.unroll,
                 "simulations": sims, "reanalyse_fraction": reanalyse, "updates_per_s": round(1 / total, 3),
                 "targets_s": round(targets, 4), "update_s": round(update, 4),
                 "targets_share": round(targets / total, 3), "update_share": round(update / total, 3),

@@ -243,3 +243,17 @@ def test_search_value_bootstrap_runs(tmp_path):
     module.hparams.value_bootstrap = "search"
     trainer(tmp_path, 3, enable_checkpointing=False).fit(module, dm)
     assert module.global_step == 3
+
+
+def test_bf16_mixed_precision_fit_on_cpu_stays_finite(tmp_path):
+    """``--trainer.precision bf16-mixed`` (autocast in the loss's forward, searches in fp32 or on the torch
+    driver) trains without NaN on the CPU; the same code path is the GPU's."""
+    module, dm = tiny()
+    trainer(tmp_path, 8, enable_checkpointing=False, precision="bf16-mixed").fit(module, dm)
+    rows = (tmp_path / "log" / "version_0" / "metrics.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    losses = [
+        float(r.split(",")[header.index("loss/total")]) for r in rows[1:] if r.split(",")[header.index("loss/total")]
+    ]
+    assert module.global_step == 8 and len(losses) == 8 and np.isfinite(losses).all()
+    assert all(torch.isfinite(p).all() for p in module.net.parameters())
