@@ -164,3 +164,29 @@ def test_select_actions():
     draws = np.stack([select_actions(counts, 1.0, g) for _ in range(3000)])
     assert abs((draws[:, 0] == 2).mean() - 2 / 12) < 0.03
     assert set(np.unique(draws[:, 1])) == {0, 1}
+
+
+def test_greedy_ties_go_to_the_highest_search_q():
+    """A small search often ends in tied visit counts; first-id ties would always pick action 0 (MinAtar's no-op)."""
+    counts = np.array([[2, 2, 2, 2], [1, 3, 3, 1], [5, 0, 0, 0], [2, 2, 0, 0]])
+    q = np.array([[0.1, 0.5, 0.3, 0.4], [9.0, 0.2, 0.4, 9.0], [0.0, -np.inf, -np.inf, -np.inf], [0.3, 0.3, 0, 0]])
+    assert select_actions(counts, 0.0, None, q).tolist() == [1, 2, 0, 0]  # equal Q too: the lowest id
+    assert select_actions(counts, 0.0, None).tolist() == [0, 1, 0, 0]
+    g = np.random.default_rng(0)
+    assert select_actions(counts, 0.0, g, q).tolist() == [1, 2, 0, 0]  # T = 0 is greedy with an rng too
+
+
+def test_search_reports_each_root_childs_q():
+    """Q of a root edge = r + γ·mean backed-up value; unvisited edges are -inf."""
+    cfg = MCTSConfig(num_simulations=100, discount=0.99)
+    zeros = torch.zeros(1, 2, 1, dtype=torch.float64)
+    result = BatchedMCTS(cfg).search(
+        DelayedRewardChain(), torch.zeros(2, 2, dtype=torch.float64), (zeros, zeros), np.zeros((2, 3))
+    )
+    assert result.child_q.shape == (2, 3)
+    assert (result.child_q[:, 1] > result.child_q[:, 0]).all()  # 2.0 one step later beats 0.5 now
+    assert (result.child_q[:, 1] < 0.99 * 2.0).all()  # the mean includes the child's own zero-value expansion
+    one = BatchedMCTS(MCTSConfig(num_simulations=1)).search(
+        DelayedRewardChain(), torch.zeros(2, 2, dtype=torch.float64), (zeros, zeros), np.zeros((2, 3))
+    )
+    assert np.isinf(one.child_q).sum(1).tolist() == [2, 2]

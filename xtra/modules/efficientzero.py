@@ -383,7 +383,7 @@ def make_actor(
     def act(obs: np.ndarray, rng: np.random.Generator | None, temperature: float):
         obs_t = torch.from_numpy(obs).to(device)
         result, _ = run_mcts(net, obs_t, search, rng, action_ids)
-        actions = select_actions(result.visit_counts, temperature, rng)
+        actions = select_actions(result.visit_counts, temperature, rng, result.child_q)
         return actions, result.root_values.astype(np.float32), result.policy
 
     return act
