@@ -26,6 +26,7 @@ def test_every_config_prints_a_complete_config(config, capsys):
     assert data.get("task_id") or data.get("datasets") or data["target"]["init_args"]["task_id"]
 
 
+@pytest.mark.slow
 def test_print_config_without_a_file_is_complete():
     run = xtra("fit", "--print_config")
     assert run.returncode == 0, run.stderr[-2000:]
@@ -35,12 +36,14 @@ def test_print_config_without_a_file_is_complete():
     assert printed["model"]["init_args"]["mcts"]["num_simulations"] == 50
 
 
+@pytest.mark.slow
 def test_version_and_task_list():
     assert xtra("--version").stdout.startswith("xtra ")
     tasks = xtra("--list-tasks").stdout.split()
     assert "atari/MsPacman" in tasks and "minatar/breakout" in tasks
 
 
+@pytest.mark.slow
 def test_unknown_task_fails_early_with_the_valid_ids():
     config = [c for c in CONFIGS if c.endswith("minatar/efficientzero.yaml")][0]
     run = xtra("fit", "-c", config, "--data.init_args.task_id=minatar/pacman", "--trainer.max_steps=1")

@@ -19,6 +19,7 @@ def pipeline_run(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_pipeline_writes_table_csv_and_plot_and_reuses_stages(pipeline_run, capsys):
     out = pipeline_run
     rows = list(csv.DictReader(open(out / "results.csv")))
@@ -35,6 +36,7 @@ def test_pipeline_writes_table_csv_and_plot_and_reuses_stages(pipeline_run, caps
     assert printed.count("reusing") == 8 and "done in" not in printed
 
 
+@pytest.mark.slow
 def test_datasets_hold_the_whole_env_step_budget(pipeline_run):
     """The dataset run plays its whole budget and the saved dataset holds every step played (episodes in
     progress included)."""
@@ -73,6 +75,7 @@ def test_report_marks_a_constant_action_run_as_collapsed(tmp_path):
     assert "**collapsed**: 1 of 2 (seed 0)" in md and "0.333 (1.00, collapsed)" in md
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", sorted(p.name for p in CONFIGS.glob("*.yaml")))
 def test_every_minatar_config_runs_a_few_steps(pipeline_run, config, tmp_path):
     out = pipeline_run / "seed0"
@@ -105,6 +108,7 @@ def test_every_minatar_config_runs_a_few_steps(pipeline_run, config, tmp_path):
         assert (tmp_path / "ds" / "manifest.json").is_file()
 
 
+@pytest.mark.slow
 def test_finetuner_under_ddp_sets_the_same_task_weights_on_both_ranks(pipeline_run, tmp_path):
     """Two CPU ranks: per-task gradients are all-reduced, so η agree (the callback checks it across ranks)."""
     import subprocess
@@ -129,6 +133,7 @@ def test_finetuner_under_ddp_sets_the_same_task_weights_on_both_ranks(pipeline_r
     assert "task_weights/eta/asterix" in header and "task_weights/cosine/space_invaders" in header
 
 
+@pytest.mark.slow
 def test_a_stopped_pipeline_leaves_no_job_running(tmp_path):
     """SIGTERM (a scheduler's stop, `kill`) ends the pipeline's running jobs too; an orphaned job would keep
     training and write its outputs beside a restarted pipeline's."""

@@ -36,6 +36,7 @@ def test_nothing_intact_means_nothing_to_resume(tmp_path):
     assert newest_intact(tmp_path) is None
 
 
+@pytest.mark.slow
 def test_a_checkpoint_write_killed_midway_leaves_the_previous_checkpoint_whole(tmp_path):
     """A real process saving through AtomicCheckpointIO is killed (SIGKILL) while its temporary file is being
     written: last.ckpt is still the previous, loadable checkpoint, and the resolver picks it."""

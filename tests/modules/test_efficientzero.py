@@ -165,6 +165,7 @@ SHIPPED_CHECKPOINT = (
 )
 
 
+@pytest.mark.slow
 def test_readme_resume_command_continues_the_run_in_its_own_version(tmp_path):
     """``xtra fit -c <config> --ckpt_path last`` exactly as the README writes it: Lightning alone would look in a new
     version folder, find nothing and train from step 0."""
@@ -185,6 +186,7 @@ def test_readme_resume_command_continues_the_run_in_its_own_version(tmp_path):
     assert run.returncode != 0 and "no checkpoint to resume" in run.stderr, run.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_ddp_two_processes_each_rank_its_own_envs_and_its_own_replay_after_resume(tmp_path):
     """Lightning writes rank 0's checkpoint dict only: each rank must still resume its own replay and RNG states."""
     small = [a for a in SMALL if not a.startswith("--trainer.callbacks")]

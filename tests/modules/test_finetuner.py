@@ -140,6 +140,7 @@ def test_per_task_passes_leave_batch_norm_running_statistics_alone(datasets):  #
     assert any(not torch.equal(b, before[n]) for n, b in module.net.named_buffers() if "running_mean" in n)
 
 
+@pytest.mark.slow
 def test_finetuning_unlearns_a_biased_students_favourite_action(datasets, student, tmp_path):  # noqa: F811
     """A student whose policy prefers one action in every state (one logit raised by 4) plays that action alone at
     the start; finetuning must unlearn the bias, not feed it back through its own searches.
@@ -148,7 +149,9 @@ def test_finetuning_unlearns_a_biased_students_favourite_action(datasets, studen
     (measured on this setup over 10 seeds: 0.91 at the start, 0.01–0.81 after 120 updates). Not asserted: that the
     greedy policy is not constant. At this size (4 simulations, a tiny network, 120 updates) EfficientZero from
     scratch also ends constant in 2 of 4 seeds, and the biased student kept the favourite as its greedy move in 1 of
-    10; collapse at the pipeline's scale is measured by the pipeline's seeds (README).
+    10; with greedy ties broken by search Q, 5 of 8 seeds (module, data, env seeds varied together) still end with
+    ≥ 95 % of greedy moves on one action. Collapse at the pipeline's scale is measured by the pipeline's seeds
+    (README).
     """
     from xtra.callbacks.evaluation import Evaluation
     from xtra.envs import network_action_ids
