@@ -27,13 +27,18 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2_000)
     parser.add_argument("--network", default=None, help="preset (default: minatar / efficientzero by task)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--driver", choices=("auto", "device"), default="auto",
+                        help="auto: numba host gather for CPU states; device: torch gather")  # fmt: skip
     args = parser.parse_args()
 
     spec = env_spec(args.task)
     preset = args.network or ("minatar" if args.task.startswith("minatar") else "efficientzero")
     device = torch.device(args.device)
     net = EfficientZeroNet(spec.obs_shape, spec.num_actions, network_config(preset)).to(device).eval()
-    actor = make_actor(net, BatchedMCTS(MCTSConfig(num_simulations=args.simulations)), device)
+    search = BatchedMCTS(
+        MCTSConfig(num_simulations=args.simulations), host_gather=None if args.driver == "auto" else False
+    )
+    actor = make_actor(net, search, device)
     replay = Replay(args.steps * 2 + 1_000, spec.frame_shape, spec.num_actions, spec.frame_stack)
     collector = Collector(args.task, replay, args.envs, seed=0)
     collector.collect(args.envs * 2, actor)  # warm-up: numba compile, allocator
@@ -45,7 +50,7 @@ def main() -> None:
         json.dumps(
             {
                 "task": args.task, "network": preset, "device": str(device), "envs": args.envs,
-                "simulations": args.simulations, "env_steps_per_s": round(steps / elapsed, 1),
+                "simulations": args.simulations, "driver": args.driver, "env_steps_per_s": round(steps / elapsed, 1),
             }
         )
     )  # fmt: skip
