@@ -81,3 +81,21 @@ def test_a_seed_set_apart_from_seed_everything_is_refused():
     config = [c for c in CONFIGS if c.endswith("minatar/efficientzero.yaml")][0]
     with pytest.raises(ValueError, match="seed_everything sets every seed"):
         instantiate("-c", config, "--seed_everything=5", "--model.init_args.seed=3")
+
+
+def test_a_fit_prints_no_tips_and_none_of_the_known_harmless_warnings(tmp_path, capfd):
+    import warnings
+
+    from xtra.cli import run
+
+    config = [c for c in CONFIGS if c.endswith("minatar/efficientzero.yaml")][0]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        run(["fit", "-c", config, "--trainer.max_steps=2", "--data.init_args.env_steps=300",
+             "--data.init_args.warmup_steps=64", "--data.init_args.num_envs=2", "--data.init_args.batch_size=8",
+             "--model.init_args.mcts.num_simulations=2", "--trainer.callbacks=[]",
+             "--trainer.enable_progress_bar=false", f"--trainer.default_root_dir={tmp_path}"])  # fmt: skip
+    printed = capfd.readouterr()
+    assert "Tip" not in printed.out + printed.err
+    messages = [str(w.message) for w in caught]
+    assert not [m for m in messages if "LightningCLI's args" in m or "on_after_batch_transfer" in m], messages

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import sys
+import warnings
 from typing import Any
 
 from jsonargparse import Namespace
@@ -78,9 +80,37 @@ class XtraCLI(LightningCLI):
         parser.link_arguments("data.num_actions", "model.init_args.num_actions", apply_on="instantiate")
 
 
+# Known-harmless messages every fit would print; each is dropped for the reason beside it.
+HARMLESS_WARNINGS = (
+    # the entry point hands sys.argv[1:] to LightningCLI itself (after handling --version and --list-tasks)
+    r"LightningCLI's args parameter is intended to run from within Python",
+    # Lightning's own pytree helper against newer torch; nothing of ours calls it
+    r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+    # by design: the module's hook (uint8 frames -> float on the device) is the one that must run
+    r"You have overridden `on_after_batch_transfer` in `LightningModule` but have passed in a `LightningDataModule`",
+)
+
+
+class _DropTips(logging.Filter):
+    """Lightning advertises optional cloud packages at every fit ("💡 Tip: ..."); nothing to act on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip")
+
+
+def quiet_known_noise() -> None:
+    for pattern in HARMLESS_WARNINGS:
+        warnings.filterwarnings("ignore", message=pattern)
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _DropTips) for f in rank_zero.filters):
+        rank_zero.addFilter(_DropTips())
+
+
 def run(argv: list[str]) -> XtraCLI:
     """Run one ``xtra`` command in this process and return the CLI (its ``trainer`` and ``model`` included)."""
     import lightning as L
+
+    quiet_known_noise()
 
     from xtra.modules.efficientzero import EfficientZeroModule
 
