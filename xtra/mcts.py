@@ -327,10 +327,10 @@ class SearchResult:
 class BatchedMCTS:
     """Runs S simulations for a batch of roots; one call of ``recurrent`` per simulation for the whole batch.
 
-    Two drivers, one tree: on the CPU (float32/float64 states) a simulation is two numba calls around the
-    network call — the latent gather and the pool store happen inside the kernels on numpy views of the torch
-    pools, so no torch operation runs per simulation besides the network's own. On other devices (or
-    ``host_gather=False``) the gather and store are torch ops on the device pools.
+    Two drivers, one tree: on the CPU (float32/float64 states) each network call is followed by one numba call
+    that stores its outputs, backs up, selects and gathers the next inputs on numpy views of the torch pools, so
+    no torch operation runs per simulation besides the network's own. On other devices (or ``host_gather=False``)
+    the gather and store are torch ops on the device pools.
     """
 
     HOST_DTYPES = (torch.float32, torch.float64)
