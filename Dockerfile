@@ -4,7 +4,6 @@ WORKDIR /opt/xtra
 RUN pip install --no-cache-dir "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu
 COPY pyproject.toml README.md ./
 COPY xtra ./xtra
-COPY configs ./configs
 RUN pip install --no-cache-dir ".[minatar]"
 ENTRYPOINT ["xtra"]
 CMD ["--help"]

@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 CONFIGS = sorted(str(p) for p in (Path(__file__).parents[1] / "configs").rglob("*.yaml"))
+CONFIGS_RESOLVED = sorted(Path(c).resolve() for c in CONFIGS)  # configs/ links to xtra/configs
 
 
 def xtra(*args):
@@ -99,3 +100,41 @@ def test_a_fit_prints_no_tips_and_none_of_the_known_harmless_warnings(tmp_path, 
     assert "Tip" not in printed.out + printed.err
     messages = [str(w.message) for w in caught]
     assert not [m for m in messages if "LightningCLI's args" in m or "on_after_batch_transfer" in m], messages
+
+
+def test_shipped_configs_are_found_outside_the_repository(tmp_path, monkeypatch, capsys):
+    """A plain install has no repository around it: `-c configs/...` falls back to the package's own copy."""
+    from xtra.cli import run
+    from xtra.shipped import SHIPPED_CONFIGS, with_shipped_configs
+
+    monkeypatch.chdir(tmp_path)
+    shipped = str(SHIPPED_CONFIGS / "minatar" / "efficientzero.yaml")
+    assert with_shipped_configs(["fit", "-c", "configs/minatar/efficientzero.yaml"]) == ["fit", "-c", shipped]
+    assert with_shipped_configs(["--config=configs/minatar/efficientzero.yaml"]) == [f"--config={shipped}"]
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "mine.yaml").write_text("seed_everything: 3\n")
+    untouched = ["-c", "configs/mine.yaml", "-c", "configs/nowhere.yaml", "-c", "other.yaml"]
+    assert with_shipped_configs(untouched) == untouched  # a local file wins; unknown paths reach the parser
+    with pytest.raises(SystemExit) as done:
+        run(["fit", "-c", "configs/minatar/efficientzero.yaml", "--print_config"])
+    assert done.value.code in (0, None)
+    assert "xtra.modules.efficientzero.EfficientZeroModule" in capsys.readouterr().out
+    from xtra.pipeline import main as pipeline
+
+    assert pipeline(["--out", str(tmp_path / "out"), "--teacher-updates", "0"]) == 2  # got past finding its configs
+    assert "--teacher-updates" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_wheel_ships_every_config_under_a_free_distribution_name(tmp_path):
+    """`xtra` on PyPI is another project; the wheel is `xtra-rl` and carries every stage config."""
+    import zipfile
+
+    root = Path(__file__).parents[1]
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(root)],
+                           capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert build.returncode == 0, build.stderr[-2000:]
+    (wheel,) = tmp_path.glob("xtra_rl-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    shipped = sorted(n.removeprefix("xtra/") for n in names if n.startswith("xtra/configs/") and n.endswith(".yaml"))
+    assert shipped == sorted(str(Path(c).relative_to(root / "xtra")) for c in CONFIGS_RESOLVED)

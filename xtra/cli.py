@@ -11,6 +11,7 @@ from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningCLI
 
 from xtra import __version__
+from xtra.shipped import with_shipped_configs
 
 
 def seed_paths(node: Any, prefix: str = "") -> list[str]:
@@ -111,6 +112,7 @@ def run(argv: list[str]) -> XtraCLI:
     import lightning as L
 
     quiet_known_noise()
+    argv = with_shipped_configs(argv)
 
     from xtra.modules.efficientzero import EfficientZeroModule
 

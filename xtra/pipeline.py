@@ -34,6 +34,7 @@ from xtra.collector import COLLAPSE_SHARE, Evaluated, evaluate, random_actor
 from xtra.envs import env_spec, game_name
 from xtra.network import ACTION_ENCODINGS
 from xtra.scores import hierarchical_bootstrap_ci
+from xtra.shipped import resolve_config
 
 
 @dataclass
@@ -545,7 +546,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), choices=sorted(METHODS),
                         help="finetuning rows of the report")  # fmt: skip
     args = parser.parse_args(argv)
-    configs = Path(args.configs)
+    configs = Path(resolve_config(args.configs))
     if not (configs / "xtra.yaml").is_file():
         print(f"xtra-pipeline: no stage configs in {configs}; run from the repository root or pass --configs",
               file=sys.stderr)  # fmt: skip
