@@ -190,3 +190,23 @@ def test_search_reports_each_root_childs_q():
         DelayedRewardChain(), torch.zeros(2, 2, dtype=torch.float64), (zeros, zeros), np.zeros((2, 3))
     )
     assert np.isinf(one.child_q).sum(1).tolist() == [2, 2]
+
+
+def test_host_driver_takes_half_precision_network_outputs():
+    """A network under autocast returns bfloat16 states from float32 inputs; the host driver widens them."""
+    torch.manual_seed(0)
+    net = EfficientZeroNet((10, 10, 10), 6, network_config("minatar")).eval()
+    obs = torch.randint(0, 2, (3, 10, 10, 10), dtype=torch.uint8)
+
+    def recurrent(latent, hidden, actions):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = net.recurrent_inference(latent, hidden, actions)
+        n = latent.shape[0]
+        return out.latent, out.hidden, np.zeros(n), np.zeros(n), out.policy_logits.float().detach().numpy()
+
+    with torch.inference_mode():
+        init = net.initial_inference(obs)
+        result = BatchedMCTS(MCTSConfig(num_simulations=6), host_gather=True).search(
+            recurrent, init.latent, init.hidden, np.zeros((3, 6))
+        )
+    assert (result.visit_counts.sum(1) == 6).all()

@@ -477,8 +477,10 @@ class BatchedMCTS:
 
 
 def _host(t: torch.Tensor) -> np.ndarray:
-    """A numpy view of a CPU tensor (the kernel makes a strided one contiguous)."""
-    return (t.detach() if t.requires_grad else t).numpy()
+    """A numpy view of a CPU tensor (the kernel makes a strided one contiguous); half-precision outputs (a network
+    under autocast) are widened, since numpy has no bfloat16."""
+    t = t.detach() if t.requires_grad else t
+    return (t.float() if t.dtype in (torch.float16, torch.bfloat16) else t).numpy()  # others: a view, no copy
 
 
 def network_recurrent_fn(net: torch.nn.Module, action_ids: torch.Tensor | None = None) -> RecurrentFn:
