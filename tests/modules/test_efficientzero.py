@@ -259,3 +259,18 @@ def test_bf16_mixed_precision_fit_on_cpu_stays_finite(tmp_path):
     ]
     assert module.global_step == 8 and len(losses) == 8 and np.isfinite(losses).all()
     assert all(torch.isfinite(p).all() for p in module.net.parameters())
+
+
+def test_learning_rate_warms_up_linearly_then_decays_stepwise():
+    module = EfficientZeroModule((10, 10, 10), 6, network="minatar", network_overrides=TINY_NET, optimizer="sgd",
+                                 lr=0.2, lr_warmup_steps=4, lr_decay_steps=10, lr_decay_rate=0.1)  # fmt: skip
+    config = module.configure_optimizers()
+    opt, sched = config["optimizer"], config["lr_scheduler"]["scheduler"]
+    assert config["lr_scheduler"]["interval"] == "step"
+    lrs = []
+    for _ in range(16):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    expected = [0.05, 0.1, 0.15, 0.2] + [0.2] * 10 + [0.02] * 2  # steps 0–3 warm up, 14 on ×0.1
+    np.testing.assert_allclose(lrs, expected, rtol=1e-6)

@@ -192,3 +192,16 @@ def test_reset_policy_head_starts_from_a_uniform_prior_and_keeps_the_rest(datase
         torch.testing.assert_close(net.initial_inference(obs).policy_logits, torch.zeros(4, dm.num_actions))
     same = [k for k in kept.net.state_dict() if not k.startswith("prediction.policy_head.")]
     assert all(torch.equal(kept.net.state_dict()[k], reset.net.state_dict()[k]) for k in same)
+
+
+@pytest.mark.parametrize(
+    ("batch_size", "share", "target_rows", "per_game"), [(128, 0.5, 64, 32), (100, 0.5, 50, 25), (101, 0.25, 77, 12)]
+)
+def test_cross_task_batch_split(datasets, batch_size, share, target_rows, per_game):  # noqa: F811
+    """The target keeps what the offline games' equal shares leave (the authors' split at share 0.5)."""
+    dm = cross_task(datasets, batch_size=batch_size)
+    dm = CrossTaskDataModule(dm.target, dm.offline, batch_size=batch_size, offline_share=share)
+    assert (dm.target.batch_size, dm.offline.batch_size) == (target_rows, per_game)
+    assert target_rows + 2 * per_game == batch_size
+    with pytest.raises(ValueError, match="leaves no rows"):
+        CrossTaskDataModule(dm.target, dm.offline, batch_size=3, offline_share=0.5)
