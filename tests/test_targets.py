@@ -124,3 +124,33 @@ def test_stored_bootstrap_at_a_cut_segment_end_uses_the_last_searched_state():
     # a game end keeps the full horizon (nothing to bootstrap from past it)
     term = plan_values(rewards, left, torch.tensor([True]), torch.tensor([2]), 2, G, end_has_value=False)
     torch.testing.assert_close(value_targets(term, torch.zeros(1, 3))[0, :2], torch.tensor([2 + G * 3.0, 3.0]))
+
+
+@pytest.mark.parametrize("bootstrap", ["stored", "stored_as_coded"])
+def test_offline_value_target_variants_by_hand(bootstrap):
+    """The finetuner's two stored-value targets on one terminal segment, through ``prepare_batch``:
+    ``stored`` is the n-step return bootstrapped from the stored search value n steps on; ``stored_as_coded``
+    (the authors' offline target, kept to reproduce them) adds the stored value of the *same* state to the
+    n-step reward sum."""
+    from xtra.datamodules.common import windows_to_tensors
+    from xtra.modules.efficientzero import EfficientZeroModule
+    from xtra.replay import Replay
+
+    gamma = 0.9
+    replay = Replay(50, (1, 2, 2), num_actions=3, frame_stack=1)
+    frames = np.stack([np.full((1, 2, 2), v, dtype=np.uint8) for v in range(6)])
+    rewards, stored = np.array([1.0, 2.0, 3.0, 4.0, 5.0]), np.array([10.0, 20.0, 30.0, 40.0, 50.0], dtype=np.float32)
+    replay.add_segment(frames=frames, actions=np.zeros(5, dtype=np.int64), rewards=rewards, root_values=stored,
+                       policies=np.full((5, 3), 1 / 3, dtype=np.float32), step_index=np.arange(5),
+                       terminal=True)  # fmt: skip
+    w = replay.gather(np.array([0]), unroll_steps=2, td_steps=2, rng=np.random.default_rng(0))
+    module = EfficientZeroModule((1, 2, 2), 3, network="minatar", discount=gamma, unroll_steps=2, td_steps=2,
+                                 td_decay_env_steps=None, reanalyse_fraction=0.0)  # fmt: skip
+    module.frame_stack = 1
+    values = module.prepare_batch(windows_to_tensors(w), None, value_bootstrap=bootstrap)["targets"].values[0]
+    nstep = [rewards[t] + gamma * rewards[t + 1] for t in range(3)]  # rows 0, 1, 2 with n = 2
+    if bootstrap == "stored":
+        expected = [nstep[t] + gamma**2 * stored[t + 2] for t in range(3)]
+    else:
+        expected = [nstep[t] + stored[t] for t in range(3)]
+    torch.testing.assert_close(values, torch.tensor(expected, dtype=torch.float32))
