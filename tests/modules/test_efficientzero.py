@@ -274,3 +274,14 @@ def test_learning_rate_warms_up_linearly_then_decays_stepwise():
         sched.step()
     expected = [0.05, 0.1, 0.15, 0.2] + [0.2] * 10 + [0.02] * 2  # steps 0–3 warm up, 14 on ×0.1
     np.testing.assert_allclose(lrs, expected, rtol=1e-6)
+
+
+def test_acting_temperature_steps_down_at_half_and_three_quarters():
+    from xtra.modules.efficientzero import temperature_at
+
+    schedule = (1.0, 0.5, 0.25)
+    got = [temperature_at(f, schedule) for f in (0.0, 0.49, 0.5, 0.74, 0.75, 1.0)]
+    assert got == [1.0, 1.0, 0.5, 0.5, 0.25, 0.25]
+    module = EfficientZeroModule((10, 10, 10), 6, network="minatar", network_overrides=TINY_NET,
+                                 temperature_schedule=(2.0, 1.0, 0.5))  # fmt: skip
+    assert module.temperature() == 2.0  # no trainer yet: the start of training

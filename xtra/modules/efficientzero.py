@@ -50,6 +50,13 @@ def augment(obs: torch.Tensor, generator: torch.Generator | None = None) -> torc
     return (x * (1.0 + 0.05 * noise)).reshape(shape)
 
 
+def temperature_at(fraction: float, schedule: tuple[float, float, float]) -> float:
+    """EfficientZero's acting temperature: the first value before 50 % of training, the second to 75 %, then the
+    third (EZ: 1 → 0.5 → 0.25)."""
+    hi, mid, lo = schedule
+    return hi if fraction < 0.5 else mid if fraction < 0.75 else lo
+
+
 class EfficientZeroModule(L.LightningModule):
     """EfficientZero on one task.
 
@@ -154,11 +161,9 @@ class EfficientZeroModule(L.LightningModule):
         return {"unroll_steps": self.hparams.unroll_steps, "td_steps": self.hparams.td_steps}
 
     def temperature(self) -> float:
-        """Visit-count temperature for acting: EZ's 1 → 0.5 → 0.25 at 50 % and 75 % of training."""
+        """Visit-count temperature for acting at this point of training (:func:`temperature_at`)."""
         total = max(self.trainer.max_steps, 1) if self._trainer is not None else 1
-        frac = self.global_step / total
-        hi, mid, lo = self.hparams.temperature_schedule
-        return hi if frac < 0.5 else mid if frac < 0.75 else lo
+        return temperature_at(self.global_step / total, self.hparams.temperature_schedule)
 
     def action_ids_for(self, task_id: str) -> torch.Tensor | None:
         """Map a game's own actions into this network's action space (None when the two coincide)."""
