@@ -7,13 +7,12 @@ import numpy as np
 import pytest
 import torch
 from lightning.pytorch.loggers import CSVLogger
+from tiny import TINY_NET
 
 from xtra.datamodules.online import OnlineReplayDataModule
 from xtra.mcts import MCTSConfig
 from xtra.modules.efficientzero import EfficientZeroModule
 from xtra.replay import Replay
-
-TINY_NET = {"lstm_hidden": 16, "projection_hidden": 32, "projection_out": 32, "predictor_hidden": 16}
 
 
 def tiny(task="minatar/breakout", **data_kw):

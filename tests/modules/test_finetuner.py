@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from test_pretraining import GAMES, SMALL, datasets, teachers, trainer  # noqa: F401 - fixtures
+from tiny import GAMES, SMALL, trainer
 
 from xtra.callbacks.task_weights import GradientCosineTaskWeights
 from xtra.checkpoints import CheckpointError
@@ -17,7 +17,7 @@ TARGET = "minatar/asterix"
 
 
 @pytest.fixture(scope="module")
-def student(datasets, teachers, tmp_path_factory):  # noqa: F811
+def student(datasets, teachers, tmp_path_factory):
     root = tmp_path_factory.mktemp("student")
     dm = OfflineReplayDataModule(datasets, batch_size=8, seed=4)
     module = DistillationModule(teachers=teachers, obs_shape=dm.obs_shape, num_actions=dm.num_actions, **SMALL)
@@ -27,14 +27,14 @@ def student(datasets, teachers, tmp_path_factory):  # noqa: F811
     return str(root / "student.ckpt")
 
 
-def cross_task(datasets, offline=True, batch_size=16):  # noqa: F811
+def cross_task(datasets, offline=True, batch_size=16):
     target = OnlineReplayDataModule(TARGET, num_envs=4, env_steps=400, warmup_steps=64, batch_size=8,
                                     segment_length=20, seed=7)  # fmt: skip
     off = OfflineReplayDataModule(datasets, seed=8) if offline else None
     return CrossTaskDataModule(target, off, batch_size=batch_size)
 
 
-def test_finetune_from_the_student_logs_task_weights(datasets, student, tmp_path):  # noqa: F811
+def test_finetune_from_the_student_logs_task_weights(datasets, student, tmp_path):
     dm = cross_task(datasets)
     assert dm.target.batch_size == 8 and dm.offline.batch_size == 4 and dm.task_ids == [TARGET, *GAMES]
     module = CrossTaskFinetuner(pretrained=student, obs_shape=dm.obs_shape, num_actions=dm.num_actions, **SMALL)
@@ -54,7 +54,7 @@ def test_finetune_from_the_student_logs_task_weights(datasets, student, tmp_path
     assert dm.target.replay.actions[: dm.target.replay.head].max() < dm.target.spec.num_actions
 
 
-def test_starts_from_the_student_weights_and_refuses_another_size(datasets, student):  # noqa: F811
+def test_starts_from_the_student_weights_and_refuses_another_size(datasets, student):
     dm = cross_task(datasets)
     module = CrossTaskFinetuner(pretrained=student, obs_shape=dm.obs_shape, num_actions=dm.num_actions, **SMALL)
     saved = torch.load(student, weights_only=True)["state_dict"]
@@ -66,7 +66,7 @@ def test_starts_from_the_student_weights_and_refuses_another_size(datasets, stud
 
 
 @pytest.mark.parametrize("variant", ["pcgrad", "no_cross_task", "as_coded", "reanalyse", "task_rows"])
-def test_variants_run(datasets, tmp_path, variant):  # noqa: F811
+def test_variants_run(datasets, tmp_path, variant):
     dm = cross_task(datasets, offline=variant != "no_cross_task")
     kwargs = {"pcgrad": {"gradient_surgery": "pcgrad"}, "as_coded": {"offline_targets": "stored_as_coded"},
               "reanalyse": {"offline_targets": "reanalyse"},
@@ -77,7 +77,7 @@ def test_variants_run(datasets, tmp_path, variant):  # noqa: F811
     assert module.global_step == 3 and np.isfinite(module.trainer.callback_metrics["loss/total"].item())
 
 
-def test_per_task_step_equals_the_joint_gradient_without_batch_norm_differences(datasets):  # noqa: F811
+def test_per_task_step_equals_the_joint_gradient_without_batch_norm_differences(datasets):
     """With equal batch statistics (eval-mode BN), the per-task update direction is the joint loss's gradient."""
     dm = cross_task(datasets)
     module = CrossTaskFinetuner(obs_shape=dm.obs_shape, num_actions=dm.num_actions, **{**SMALL, "seed": 3})
@@ -99,7 +99,7 @@ def test_per_task_step_equals_the_joint_gradient_without_batch_norm_differences(
     torch.testing.assert_close(combined, g_joint, atol=1e-5, rtol=1e-4)
 
 
-def test_probe_update_is_the_joint_gradient_with_train_mode_batch_norm(datasets):  # noqa: F811
+def test_probe_update_is_the_joint_gradient_with_train_mode_batch_norm(datasets):
     """The default probe takes every task's gradient under the joint batch's statistics (as the authors do), so
     its update equals the joint loss's gradient also in train mode, where per-task passes would differ."""
     dm = cross_task(datasets)
@@ -123,7 +123,7 @@ def test_probe_update_is_the_joint_gradient_with_train_mode_batch_norm(datasets)
     assert not torch.allclose(grads[0], alone, atol=1e-4, rtol=1e-3)
 
 
-def test_per_task_passes_leave_batch_norm_running_statistics_alone(datasets):  # noqa: F811
+def test_per_task_passes_leave_batch_norm_running_statistics_alone(datasets):
     """Otherwise the acting network would normalise the target's frames with the last offline game's statistics."""
     dm = cross_task(datasets)
     module = CrossTaskFinetuner(obs_shape=dm.obs_shape, num_actions=dm.num_actions, gradient_probe="task_rows",
@@ -141,7 +141,7 @@ def test_per_task_passes_leave_batch_norm_running_statistics_alone(datasets):  #
 
 
 @pytest.mark.slow
-def test_finetuning_unlearns_a_biased_students_favourite_action(datasets, student, tmp_path):  # noqa: F811
+def test_finetuning_unlearns_a_biased_students_favourite_action(datasets, student, tmp_path):
     """A student whose policy prefers one action in every state (one logit raised by 4) plays that action alone at
     the start; finetuning must unlearn the bias, not feed it back through its own searches.
 
@@ -182,7 +182,7 @@ def test_finetuning_unlearns_a_biased_students_favourite_action(datasets, studen
     assert before > 0.85 and after < before - 0.1, (before, after)
 
 
-def test_reset_policy_head_starts_from_a_uniform_prior_and_keeps_the_rest(datasets, student):  # noqa: F811
+def test_reset_policy_head_starts_from_a_uniform_prior_and_keeps_the_rest(datasets, student):
     dm = cross_task(datasets)
     kept = CrossTaskFinetuner(pretrained=student, obs_shape=dm.obs_shape, num_actions=dm.num_actions, **SMALL)
     reset = CrossTaskFinetuner(pretrained=student, obs_shape=dm.obs_shape, num_actions=dm.num_actions,
@@ -197,7 +197,7 @@ def test_reset_policy_head_starts_from_a_uniform_prior_and_keeps_the_rest(datase
 @pytest.mark.parametrize(
     ("batch_size", "share", "target_rows", "per_game"), [(128, 0.5, 64, 32), (100, 0.5, 50, 25), (101, 0.25, 77, 12)]
 )
-def test_cross_task_batch_split(datasets, batch_size, share, target_rows, per_game):  # noqa: F811
+def test_cross_task_batch_split(datasets, batch_size, share, target_rows, per_game):
     """The target keeps what the offline games' equal shares leave (the authors' split at share 0.5)."""
     dm = cross_task(datasets, batch_size=batch_size)
     dm = CrossTaskDataModule(dm.target, dm.offline, batch_size=batch_size, offline_share=share)

@@ -2,65 +2,18 @@
 
 import json
 
-import lightning as L
 import numpy as np
 import pytest
 import torch
-from lightning.pytorch.loggers import CSVLogger
+from tiny import GAMES, SMALL, TINY_NET, trainer
 
 from xtra.callbacks.evaluation import Evaluation
 from xtra.checkpoints import CheckpointError, load_network
 from xtra.datamodules.offline import OfflineReplayDataModule
-from xtra.datamodules.online import OnlineReplayDataModule
-from xtra.mcts import MCTSConfig
 from xtra.modules.bc import BehaviourCloningModule
-from xtra.modules.efficientzero import EfficientZeroModule
 from xtra.modules.student import DistillationModule
 from xtra.modules.teacher import TeacherModule
 from xtra.targets import plan_values, value_targets
-
-TINY_NET = {"lstm_hidden": 16, "projection_hidden": 32, "projection_out": 32, "predictor_hidden": 16}
-SMALL = dict(network="minatar", network_overrides=TINY_NET, mcts=MCTSConfig(num_simulations=4), unroll_steps=3,
-             td_steps=3, optimizer="adam", lr=1e-3, lr_warmup_steps=2, target_update_interval=4, seed=1)  # fmt: skip
-GAMES = ("minatar/breakout", "minatar/space_invaders")
-
-
-def trainer(root, max_steps, **kw):
-    return L.Trainer(
-        max_steps=max_steps, accelerator="cpu", devices=1, logger=CSVLogger(root, name="log"),
-        enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=1, default_root_dir=root,
-        enable_checkpointing=False, **kw,
-    )  # fmt: skip
-
-
-def record(task, path, root):
-    """A dataset from a short online run (random warm-up plus a few MCTS steps): no expert data needed."""
-    dm = OnlineReplayDataModule(task, num_envs=4, env_steps=240, warmup_steps=160, batch_size=8, segment_length=30,
-                                save_dataset=str(path), seed=5)  # fmt: skip
-    module = EfficientZeroModule(dm.obs_shape, dm.num_actions, **SMALL)
-    trainer(root, 6).fit(module, dm)
-    return path
-
-
-@pytest.fixture(scope="module")
-def datasets(tmp_path_factory):
-    root = tmp_path_factory.mktemp("datasets")
-    return [str(record(task, root / task.split("/")[1], root / "runs")) for task in GAMES]
-
-
-@pytest.fixture(scope="module")
-def teachers(datasets, tmp_path_factory):
-    root = tmp_path_factory.mktemp("teachers")
-    paths = []
-    for ds in datasets:
-        dm = OfflineReplayDataModule([ds], batch_size=8, seed=2)
-        module = TeacherModule(obs_shape=dm.obs_shape, num_actions=dm.num_actions, **SMALL)
-        t = trainer(root / dm.task_ids[0].split("/")[1], 6, callbacks=[Evaluation(every_n_steps=0, episodes=2)])
-        t.fit(module, dm)
-        path = root / f"{dm.task_ids[0].split('/')[1]}.ckpt"
-        t.save_checkpoint(path)
-        paths.append(str(path))
-    return paths
 
 
 def test_offline_batches_map_every_game_into_the_shared_action_space(datasets):
