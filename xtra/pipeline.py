@@ -135,7 +135,7 @@ METHODS: dict[str, Method] = {
 DEFAULT_METHODS = ("xtra", "efficientzero-l", "efficientzero")
 
 
-def plan(
+def stage_jobs(
     out: Path,
     configs: Path,
     target: str,
@@ -481,13 +481,13 @@ def plot_curves(path: Path, curves: dict[str, dict[int, list]], target: str) -> 
 STAGES = ("offline datasets", "teachers", "student (distillation)", "finetune vs from scratch")
 
 
-def run_stages(plans: list[list[list[Job]]], seeds: list[int], jobs_at_once: int) -> None:
+def run_stages(seed_stages: list[list[list[Job]]], seeds: list[int], jobs_at_once: int) -> None:
     """Each stage's jobs of every seed, side by side, one stage after the other."""
     start = time.time()
     for i, name in enumerate(STAGES):
-        jobs = [job for p in plans for job in p[i]]
+        jobs = [job for p in seed_stages for job in p[i]]
         if len(seeds) > 1:
-            for seed, p in zip(seeds, plans, strict=True):
+            for seed, p in zip(seeds, seed_stages, strict=True):
                 for job in p[i]:
                     job.name = f"{job.name} [seed {seed}]"
         t0 = time.time()
@@ -566,12 +566,12 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     methods = tuple(args.methods)
     seed_dirs = {seed: out / f"seed{seed}" for seed in args.seeds}
-    plans = [plan(d, configs, args.target, args.pretrain, budget, seed, methods, args.action_encoding)
+    seed_stages = [stage_jobs(d, configs, args.target, args.pretrain, budget, seed, methods, args.action_encoding)
              for seed, d in seed_dirs.items()]  # fmt: skip
     start = time.time()
     previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)  # a scheduler's stop ends the running jobs too
     try:
-        run_stages(plans, list(seed_dirs), args.jobs)
+        run_stages(seed_stages, list(seed_dirs), args.jobs)
     finally:
         signal.signal(signal.SIGTERM, previous)
     result = report(out, seed_dirs, args.target, args.pretrain, budget, methods)

@@ -8,7 +8,7 @@ root = Path("runs/pretraining") / name
 b = P.Budget()
 plans = []
 for s in (0, 1, 2):
-    stages = P.plan(root / f"seed{s}", Path("configs/minatar"), "minatar/breakout", ["minatar/space_invaders"], b, s, ("xtra",))
+    stages = P.stage_jobs(root / f"seed{s}", Path("configs/minatar"), "minatar/breakout", ["minatar/space_invaders"], b, s, ("xtra",))
     stages[0][0].overrides = [*stages[0][0].overrides, *extra]
     plans.append(stages)
 P.run_stage(1, "datasets", [p[0][0] for p in plans], 2)

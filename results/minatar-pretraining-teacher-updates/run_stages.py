@@ -1,5 +1,5 @@
 """Stages 1-3 of the pipeline (datasets, teachers, student) for seeds 0 1 2 with chosen teacher/student updates,
-through the pipeline's own plan() and run_stage(); a variant reuses the base run's datasets (symlinks).
+through the pipeline's own stage_jobs() and run_stage(); a variant reuses the base run's datasets (symlinks).
 
     python run_stages.py TEACHER_UPDATES STUDENT_UPDATES OUT STAGES   # STAGES: comma list of 0 (datasets),
                                                                        # 1 (teachers), 2 (student)
@@ -22,7 +22,7 @@ for s in seeds:
         src, dst = base / f"seed{s}" / sub, out / sub
         if root.resolve() != base and not dst.exists():
             dst.parent.mkdir(parents=True, exist_ok=True); os.symlink(src, dst)
-    plans.append(P.plan(out, Path("configs/minatar"), "minatar/breakout", pre, b, s, ("xtra",)))
+    plans.append(P.stage_jobs(out, Path("configs/minatar"), "minatar/breakout", pre, b, s, ("xtra",)))
 stages = sys.argv[4].split(",")
 for i, name in enumerate(P.STAGES[:3]):
     if str(i) in stages:

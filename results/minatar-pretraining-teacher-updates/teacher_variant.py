@@ -14,7 +14,7 @@ for s in (0, 1, 2):
     out.mkdir(parents=True, exist_ok=True)
     if not (out / "datasets").exists():
         os.symlink(base / f"seed{s}" / "datasets", out / "datasets")
-    stages = P.plan(out, Path("configs/minatar"), "minatar/breakout", ["minatar/space_invaders"], b, s, ("xtra",))
+    stages = P.stage_jobs(out, Path("configs/minatar"), "minatar/breakout", ["minatar/space_invaders"], b, s, ("xtra",))
     job = stages[1][0]
     job.overrides = [*job.overrides, *extra]
     jobs.append(job)

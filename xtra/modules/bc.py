@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from xtra.envs import game_name
 from xtra.modules.efficientzero import augment, make_policy_actor
-from xtra.modules.multitask import MultiTaskModule, row_slices
+from xtra.modules.multitask import MultiTaskModule, task_slices
 from xtra.targets import stack_frames
 
 
@@ -42,7 +42,7 @@ class BehaviourCloningModule(MultiTaskModule):
         loss = per_sample.mean()
         self.optimize(loss, {"policy": loss.detach()})
         logs: dict[str, Any] = {"loss/policy": loss.detach()}
-        for task, rows in row_slices(batch).items():
+        for task, rows in task_slices(batch).items():
             game = game_name(task)
             logs[f"loss/policy/{game}"] = per_sample[rows].mean().detach()
             logs[f"bc/accuracy/{game}"] = (logits[rows].argmax(1) == actions[rows]).float().mean()

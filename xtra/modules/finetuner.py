@@ -30,7 +30,7 @@ from xtra.checkpoints import load_network, require_same_network
 from xtra.gradients import assign_flat_gradient, cosine_to_first, flat_gradient, pcgrad
 from xtra.losses import LossOutput
 from xtra.modules.efficientzero import check_finite
-from xtra.modules.multitask import MultiTaskModule, row_slices
+from xtra.modules.multitask import MultiTaskModule, task_slices
 
 
 @contextmanager
@@ -185,4 +185,4 @@ class CrossTaskFinetuner(MultiTaskModule):
         loss = (weights * per_sample).mean() / max(self.hparams.unroll_steps, 1)
         terms = {k: v.mean() for k, v in sample_terms.items()}
         predicted = torch.cat([o.predicted_values for o in outs])
-        return LossOutput(per_sample, loss, terms, sample_terms, predicted), row_slices(batch)
+        return LossOutput(per_sample, loss, terms, sample_terms, predicted), task_slices(batch)

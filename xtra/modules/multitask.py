@@ -19,7 +19,7 @@ from xtra.losses import LossOutput, UnrollTargets
 from xtra.modules.efficientzero import EfficientZeroModule
 
 
-def row_slices(batches: dict[str, dict[str, Any]]) -> dict[str, slice]:
+def task_slices(batches: dict[str, dict[str, Any]]) -> dict[str, slice]:
     """Where each game's rows sit once the games' batches are concatenated in order."""
     slices, start = {}, 0
     for task, batch in batches.items():
@@ -66,7 +66,7 @@ class MultiTaskModule(EfficientZeroModule):
     def joint_loss(self, prepared: dict[str, dict[str, Any]]) -> tuple[LossOutput, dict[str, slice]]:
         """One forward over all games' rows; returns the loss and each game's rows in it."""
         weights = [b["weights"] * self.task_weight(t) for t, b in prepared.items()]
-        return self.compute_loss(concat_prepared(list(prepared.values()), weights)), row_slices(prepared)
+        return self.compute_loss(concat_prepared(list(prepared.values()), weights)), task_slices(prepared)
 
     def training_step(self, batch: dict[str, dict[str, Any]], batch_idx: int) -> torch.Tensor:
         out, slices = self.joint_loss(batch)
