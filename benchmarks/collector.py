@@ -11,10 +11,10 @@ import time
 
 import torch
 
+from xtra.acting import make_actor
 from xtra.collector import Collector
 from xtra.envs import env_spec
 from xtra.mcts import BatchedMCTS, MCTSConfig
-from xtra.modules.efficientzero import make_actor
 from xtra.network import EfficientZeroNet, network_config
 from xtra.replay import Replay
 

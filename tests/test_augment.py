@@ -4,7 +4,7 @@ the stored bytes before the float conversion gives exactly the float-first resul
 import torch
 import torch.nn.functional as F
 
-from xtra.modules.efficientzero import augment, random_shift
+from xtra.augmentation import augment, random_shift
 
 
 def test_random_shift_is_a_crop_of_the_padded_frame_at_the_drawn_offset():

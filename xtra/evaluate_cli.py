@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from xtra.acting import make_actor, make_policy_actor
 from xtra.checkpoints import CheckpointError, load_network
 from xtra.collector import evaluate
 from xtra.envs import env_spec, network_action_ids
 from xtra.mcts import BatchedMCTS, MCTSConfig
-from xtra.modules.efficientzero import make_actor, make_policy_actor
 from xtra.scores import human_normalized
 
 

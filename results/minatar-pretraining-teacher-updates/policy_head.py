@@ -3,7 +3,7 @@ import sys, json, numpy as np, torch
 from xtra.checkpoints import load_network
 from xtra.collector import evaluate
 from xtra.envs import network_action_ids
-from xtra.modules.efficientzero import make_policy_actor
+from xtra.acting import make_policy_actor
 for a in sys.argv[1:]:
     path, task = a.split("=")
     loaded = load_network(path)

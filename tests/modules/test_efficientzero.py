@@ -276,7 +276,7 @@ def test_learning_rate_warms_up_linearly_then_decays_stepwise():
 
 
 def test_acting_temperature_steps_down_at_half_and_three_quarters():
-    from xtra.modules.efficientzero import temperature_at
+    from xtra.acting import temperature_at
 
     schedule = (1.0, 0.5, 0.25)
     got = [temperature_at(f, schedule) for f in (0.0, 0.49, 0.5, 0.74, 0.75, 1.0)]

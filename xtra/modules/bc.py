@@ -11,8 +11,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from xtra.acting import make_policy_actor
+from xtra.augmentation import augment
 from xtra.envs import game_name
-from xtra.modules.efficientzero import augment, make_policy_actor
 from xtra.modules.multitask import MultiTaskModule, task_slices
 from xtra.targets import stack_frames
 

@@ -16,45 +16,14 @@ from typing import Any, Literal
 import lightning as L
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from xtra.acting import make_actor, temperature_at
+from xtra.augmentation import augment
 from xtra.envs import network_action_ids
 from xtra.losses import LossWeights, UnrollTargets, efficientzero_loss
-from xtra.mcts import BatchedMCTS, MCTSConfig, run_mcts, select_actions
+from xtra.mcts import BatchedMCTS, MCTSConfig, run_mcts
 from xtra.network import EfficientZeroNet, network_config, saved_description
 from xtra.targets import plan_values, position_masks, stack_frames, td_steps, value_prefix_targets, value_targets
-
-
-def random_shift(x: torch.Tensor, pad: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Replicate-pad by ``pad`` pixels and crop back at a random offset per sample (DrQ / EfficientZero).
-
-    Two gathers (rows, then columns) over expanded index views: no index tensor of the output's size is built.
-    """
-    n, c, h, w = x.shape
-    padded = F.pad(x, (pad, pad, pad, pad), mode="replicate")
-    dx = torch.randint(0, 2 * pad + 1, (n,), device=x.device, generator=generator)
-    dy = torch.randint(0, 2 * pad + 1, (n,), device=x.device, generator=generator)
-    rows = (dy[:, None] + torch.arange(h, device=x.device)[None])[:, None, :, None]
-    cols = (dx[:, None] + torch.arange(w, device=x.device)[None])[:, None, None, :]
-    return padded.gather(2, rows.expand(n, c, h, w + 2 * pad)).gather(3, cols.expand(n, c, h, w))
-
-
-def augment(obs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Random shift (4 px) then intensity ×(1 + 0.05·clip(N(0,1), −2, 2)), per observation stack.
-
-    The shift moves the stored bytes before they become floats: the same result, a quarter of the memory traffic.
-    """
-    shape = obs.shape
-    x = random_shift(obs.reshape(-1, *shape[-3:]), 4, generator).float() / 255.0
-    noise = torch.randn(x.shape[0], 1, 1, 1, device=x.device, generator=generator).clamp(-2, 2)
-    return (x * (1.0 + 0.05 * noise)).reshape(shape)
-
-
-def temperature_at(fraction: float, schedule: tuple[float, float, float]) -> float:
-    """EfficientZero's acting temperature: the first value before 50 % of training, the second to 75 %, then the
-    third (EZ: 1 → 0.5 → 0.25)."""
-    hi, mid, lo = schedule
-    return hi if fraction < 0.5 else mid if fraction < 0.75 else lo
 
 
 class EfficientZeroModule(L.LightningModule):
@@ -381,34 +350,3 @@ def check_finite(loss: torch.Tensor, terms: dict[str, torch.Tensor], step: int) 
             f"non-finite loss at step {step} (terms: { {k: float(v) for k, v in terms.items()} }); "
             "lower model.lr or check the data"
         )
-
-
-def make_actor(
-    net: EfficientZeroNet, search: BatchedMCTS, device: torch.device, action_ids: torch.Tensor | None = None
-):
-    """An :data:`xtra.collector.Actor` that searches with ``net`` (noise and sampling when given an rng)."""
-
-    def act(obs: np.ndarray, rng: np.random.Generator | None, temperature: float):
-        obs_t = torch.from_numpy(obs).to(device)
-        result, _ = run_mcts(net, obs_t, search, rng, action_ids)
-        actions = select_actions(result.visit_counts, temperature, rng, result.child_q)
-        return actions, result.root_values.astype(np.float32), result.policy
-
-    return act
-
-
-def make_policy_actor(net: EfficientZeroNet, device: torch.device, action_ids: torch.Tensor | None = None):
-    """An actor that plays the policy head's most likely legal action, no search (behaviour cloning)."""
-
-    @torch.inference_mode()
-    def act(obs: np.ndarray, rng: np.random.Generator | None, temperature: float):
-        logits = net.initial_inference(torch.from_numpy(obs).to(device)).policy_logits
-        logits = logits if action_ids is None else logits[:, action_ids]
-        policy = torch.softmax(logits.float(), -1).cpu().numpy()
-        if rng is None or temperature == 0.0:
-            actions = policy.argmax(1)
-        else:
-            actions = select_actions(policy ** (1.0 / temperature), 1.0, rng)
-        return actions, np.zeros(len(obs), dtype=np.float32), policy
-
-    return act
