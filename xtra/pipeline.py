@@ -55,7 +55,7 @@ class Budget:
 
     dataset_env_steps: int = 2500
     teacher_updates: int = 2000  # 250 left the space_invaders teachers below 70 % of their producers (README)
-    student_updates: int = 250
+    student_updates: int = 1000  # 250 left every student below 70 % of its teachers on space_invaders (README)
     finetune_env_steps: int = 4000
     warmup_steps: int = 500
     update_to_data: float = 0.5
