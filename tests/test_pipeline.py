@@ -159,14 +159,15 @@ def test_a_stopped_pipeline_leaves_no_job_running(tmp_path):
 def test_budget_flags_size_their_stage_and_refuse_zero(tmp_path, capsys):
     from argparse import Namespace
 
-    from xtra.pipeline import budget_from_args, stage_jobs
+    from xtra.pipeline import Budget, budget_from_args, stage_jobs
 
     assert pipeline(["--out", str(tmp_path), "--configs", str(CONFIGS), "--teacher-updates", "0"]) == 2
     assert "--teacher-updates must be at least 1" in capsys.readouterr().err
     args = Namespace(quick=False, scale=0.5, simulations=None, eval_episodes=None, finetune_env_steps=None,
                      dataset_env_steps=3000, teacher_updates=7, student_updates=None)  # fmt: skip
     budget = budget_from_args(args)
-    assert (budget.dataset_env_steps, budget.teacher_updates, budget.student_updates) == (3000, 7, 125)
+    assert (budget.dataset_env_steps, budget.teacher_updates) == (3000, 7)  # explicit sizes win over --scale
+    assert budget.student_updates == int(Budget().student_updates * 0.5)  # the rest is scaled
     stages = stage_jobs(tmp_path, CONFIGS, "minatar/breakout", ["minatar/asterix"], budget, seed=0)
     assert "--trainer.max_steps=7" in stages[1][0].overrides
     assert "--data.init_args.env_steps=3000" in stages[0][0].overrides
