@@ -36,7 +36,7 @@ def main() -> None:
     device = torch.device(args.device)
     net = EfficientZeroNet(spec.obs_shape, spec.num_actions, network_config(preset)).to(device).eval()
     search = BatchedMCTS(
-        MCTSConfig(num_simulations=args.simulations), host_gather=None if args.driver == "auto" else False
+        MCTSConfig(num_simulations=args.simulations, host_gather=None if args.driver == "auto" else False)
     )
     actor = make_actor(net, search, device)
     replay = Replay(args.steps * 2 + 1_000, spec.frame_shape, spec.num_actions, spec.frame_stack)

@@ -54,7 +54,7 @@ def measure(b: int, args: argparse.Namespace) -> dict:
     rng = np.random.default_rng(0)
     a = args.actions
     mcts = BatchedMCTS(
-        MCTSConfig(num_simulations=args.simulations), host_gather=None if args.driver == "auto" else False
+        MCTSConfig(num_simulations=args.simulations, host_gather=None if args.driver == "auto" else False)
     )
     latent = torch.zeros(b, 64, 6, 6)
     hidden = (torch.zeros(1, b, 512), torch.zeros(1, b, 512))

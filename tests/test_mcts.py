@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -58,7 +60,7 @@ def test_matches_reference(batch, num_actions, tie_heavy):
     root_logits = np.zeros((batch, num_actions)) if tie_heavy else g.normal(size=(batch, num_actions))
     seed = 12345
     results = {
-        host: BatchedMCTS(cfg, host_gather=host).search(
+        host: BatchedMCTS(replace(cfg, host_gather=host)).search(
             model.torch_fn,
             torch.from_numpy(codes).double().view(-1, 1),
             (torch.zeros(1, batch, 1, dtype=torch.float64), torch.zeros(1, batch, 1, dtype=torch.float64)),
@@ -85,7 +87,7 @@ def test_host_and_device_drivers_agree_on_a_real_network():
     obs = torch.randint(0, 2, (8, 10, 10, 10), dtype=torch.uint8)
     legal = torch.tensor([0, 1, 3, 5])
     outs = [
-        run_mcts(net, obs, BatchedMCTS(MCTSConfig(num_simulations=12), host_gather=host),
+        run_mcts(net, obs, BatchedMCTS(MCTSConfig(num_simulations=12, host_gather=host)),
                  np.random.default_rng(3), action_ids=legal)[0]
         for host in (True, False)
     ]  # fmt: skip
@@ -94,8 +96,8 @@ def test_host_and_device_drivers_agree_on_a_real_network():
 
 
 def test_host_gather_refuses_states_numba_cannot_read():
-    with pytest.raises(ValueError, match="host_gather=None"):
-        BatchedMCTS(MCTSConfig(num_simulations=2), host_gather=True).search(
+    with pytest.raises(ValueError, match="set it to null"):
+        BatchedMCTS(MCTSConfig(num_simulations=2, host_gather=True)).search(
             lambda *a: None, torch.zeros(1, 4, dtype=torch.bfloat16),
             (torch.zeros(1, 1, 4, dtype=torch.bfloat16),) * 2, np.zeros((1, 3)),
         )  # fmt: skip
@@ -206,7 +208,7 @@ def test_host_driver_takes_half_precision_network_outputs():
 
     with torch.inference_mode():
         init = net.initial_inference(obs)
-        result = BatchedMCTS(MCTSConfig(num_simulations=6), host_gather=True).search(
+        result = BatchedMCTS(MCTSConfig(num_simulations=6, host_gather=True)).search(
             recurrent, init.latent, init.hidden, np.zeros((3, 6))
         )
     assert (result.visit_counts.sum(1) == 6).all()

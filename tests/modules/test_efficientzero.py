@@ -284,3 +284,15 @@ def test_acting_temperature_steps_down_at_half_and_three_quarters():
     module = EfficientZeroModule((10, 10, 10), 6, network="minatar", network_overrides=TINY_NET,
                                  temperature_schedule=(2.0, 1.0, 0.5))  # fmt: skip
     assert module.temperature() == 2.0  # no trainer yet: the start of training
+
+
+def test_the_search_driver_is_chosen_from_the_config():
+    """`model.init_args.mcts.host_gather` reaches the module's search (false: the torch-gather driver)."""
+    module = EfficientZeroModule((10, 10, 10), 6, network="minatar", network_overrides=TINY_NET,
+                                 mcts=MCTSConfig(num_simulations=2, host_gather=False))  # fmt: skip
+    latent = torch.zeros(1, 4)
+    assert module.search.config.host_gather is False
+    assert not module.search._on_host(latent, (torch.zeros(1, 1, 4),) * 2)
+    assert EfficientZeroModule((10, 10, 10), 6, network="minatar", network_overrides=TINY_NET).search._on_host(
+        latent, (torch.zeros(1, 1, 4),) * 2
+    )
