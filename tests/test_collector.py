@@ -69,3 +69,36 @@ def test_flush_in_progress_stores_every_step_played():
     collector.collect(40, random_actor(3))  # play goes on from the flushed states
     collector.flush_in_progress()
     assert replay.num_steps_added == 200
+
+
+def test_a_restored_collector_plays_and_stores_what_the_original_would(tmp_path):
+    """The play in progress (environments mid-game, observations, unfinished trajectories, counters, RNG) goes
+    through a weights-only checkpoint into a collector built with another seed, beside a saved and reloaded copy
+    of the replay (as a resumed run does): both then store the same rows, including the segments that were
+    unfinished at the save."""
+    import io
+
+    import torch
+
+    def sampled_actor(obs, rng, t):  # draws from the collector's RNG, as the MCTS actor's root noise does
+        n = obs.shape[0]
+        return rng.integers(0, 3, n), rng.random(n).astype(np.float32), np.full((n, 3), 1 / 3, np.float32)
+
+    a = Collector("minatar/breakout", Replay(5_000, (10, 10, 10), 3, 1), num_envs=3, seed=1, segment_length=50)
+    a.collect(90, sampled_actor)
+    assert any(tr.actions for tr in a._traj)  # segments are in progress at the save
+    buffer = io.BytesIO()
+    torch.save(a.state_dict(), buffer)
+    buffer.seek(0)
+    a.replay.save(tmp_path / "replay", "minatar/breakout")
+    b = Collector("minatar/breakout", Replay(5_000, (10, 10, 10), 3, 1), num_envs=3, seed=7, segment_length=50)
+    b.replay = Replay.load(tmp_path / "replay", capacity=5_000)[0]
+    b.load_state_dict(torch.load(buffer, weights_only=True))
+    for c in (a, b):
+        c.collect(210, sampled_actor)
+        c.flush_in_progress()
+    assert a.env_steps == b.env_steps == 300 and a.replay.head == b.replay.head
+    for name in ("frames", "actions", "rewards", "root_values", "policies", "segment_start", "segment_end",
+                 "terminal", "step_index", "priorities"):  # fmt: skip
+        rows = slice(0, a.replay.head)
+        np.testing.assert_array_equal(getattr(a.replay, name)[rows], getattr(b.replay, name)[rows])

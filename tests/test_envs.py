@@ -108,3 +108,38 @@ def test_area_resize_is_a_proper_average():
     m = area_resize_matrix(210, 96)
     np.testing.assert_allclose(m.sum(1), 1.0, rtol=1e-5)
     np.testing.assert_allclose(area_resize_matrix(8, 4) @ np.arange(8.0), [0.5, 2.5, 4.5, 6.5])
+
+
+def _saved_and_loaded(state):
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)  # nothing but tensors and built-in types
+
+
+@pytest.mark.parametrize(
+    ("task", "options"),
+    [(f"minatar/{g}", None) for g in MINATAR_GAMES] + [("atari/Pong", EnvOptions(sticky_action_prob=0.25))],
+)
+def test_a_restored_vector_env_plays_on_exactly_as_the_original(task, options):
+    """Mid-game state (every game's fields and RNGs, the emulator with its sticky-action RNG, frame stacks, running
+    scores) goes through a weights-only checkpoint into envs built with another seed: the same actions give the same
+    observations, rewards and episode ends from there on."""
+    rng = np.random.default_rng(0)
+    a = VectorEnv(task, 3, seed=1, options=options)
+    a.reset()
+    for _ in range(120):
+        a.step(rng.integers(0, a.spec.num_actions, 3))
+    b = VectorEnv(task, 3, seed=99, options=options)
+    b.reset()
+    b.load_state_dict(_saved_and_loaded(a.state_dict()))
+    for actions in rng.integers(0, a.spec.num_actions, (300, 3)):
+        sa, sb = a.step(actions), b.step(actions)
+        np.testing.assert_array_equal(sa.obs, sb.obs)
+        np.testing.assert_array_equal(sa.reward, sb.reward)
+        np.testing.assert_array_equal(sa.done, sb.done)
+        np.testing.assert_array_equal(sa.game_return, sb.game_return)

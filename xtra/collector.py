@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from xtra.envs import EnvOptions, VectorEnv
 from xtra.replay import Replay
@@ -121,6 +122,31 @@ class Collector:
             done_steps += self.num_envs
         return {"env_steps": float(self.env_steps)}
 
+    def state_dict(self) -> dict:
+        """Everything play depends on: the environments mid-game, the observations to act on, the unfinished
+        trajectories, the counters and the RNG. A collector restored from it plays and stores exactly what this one
+        would have (resume equals the uninterrupted run)."""
+        return {
+            "env": self.env.state_dict(),
+            "obs": torch.from_numpy(self._obs.copy()),
+            "trajectories": [_trajectory_state(tr) for tr in self._traj],
+            "env_steps": self.env_steps,
+            "rng": self.rng.bit_generator.state,
+            "search_stats": torch.from_numpy(self.search_stats.copy()),
+            "episode_returns": list(self.episode_returns),
+            "episode_lengths": list(self.episode_lengths),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.env.load_state_dict(state["env"])
+        self._obs = state["obs"].numpy().copy()
+        self._traj = [_restored_trajectory(t) for t in state["trajectories"]]
+        self.env_steps = int(state["env_steps"])
+        self.rng.bit_generator.state = state["rng"]
+        self.search_stats = state["search_stats"].numpy().copy()
+        self.episode_returns = list(state["episode_returns"])
+        self.episode_lengths = list(state["episode_lengths"])
+
     def flush_in_progress(self) -> None:
         """Write every episode in progress to the replay as a cut (non-terminal) segment; play goes on from there.
 
@@ -139,6 +165,30 @@ class Collector:
         returns, lengths = self.episode_returns, self.episode_lengths
         self.episode_returns, self.episode_lengths = [], []
         return returns, lengths
+
+
+def _trajectory_state(tr: _Trajectory) -> dict:
+    return {
+        "frames": torch.from_numpy(np.stack(tr.frames)),
+        "context": tr.context,
+        "actions": list(tr.actions),
+        "rewards": list(tr.rewards),
+        "root_values": list(tr.root_values),
+        "policies": [torch.from_numpy(p.copy()) for p in tr.policies],
+        "step_index": list(tr.step_index),
+    }
+
+
+def _restored_trajectory(state: dict) -> _Trajectory:
+    return _Trajectory(
+        frames=list(state["frames"].numpy().copy()),
+        context=int(state["context"]),
+        actions=list(state["actions"]),
+        rewards=list(state["rewards"]),
+        root_values=list(state["root_values"]),
+        policies=[p.numpy().copy() for p in state["policies"]],
+        step_index=list(state["step_index"]),
+    )
 
 
 def random_actor(num_actions: int, seed: int = 0) -> Actor:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from importlib.util import find_spec
 
 import numpy as np
+import torch
 
 MINATAR_GAMES = ("asterix", "breakout", "freeway", "seaquest", "space_invaders")
 MINATAR_CHANNELS = 10  # seaquest has the most channels; every game is zero-padded to it
@@ -215,6 +216,25 @@ class AtariGame:
         frame, *_ = self.step(0)
         return frame
 
+    def state_dict(self) -> dict:
+        """The emulator (with its sticky-action RNG), the no-op RNG, the pooling frames and the counters."""
+        emulator = self.ale.cloneState(include_rng=True).serialize()
+        return {
+            "ale": torch.frombuffer(bytearray(emulator), dtype=torch.uint8),
+            "rng": self.rng.bit_generator.state,
+            "raw": torch.from_numpy(self._raw.copy()),
+            "lives": self._lives,
+            "steps": self._steps,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        import ale_py
+
+        self.ale.restoreState(ale_py.ALEState(state["ale"].numpy().tobytes()))
+        self.rng.bit_generator.state = state["rng"]
+        self._raw[:] = state["raw"].numpy()
+        self._lives, self._steps = int(state["lives"]), int(state["steps"])
+
     def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, bool]:
         """Play one agent step; returns (frame, raw reward, terminated, truncated, game_over)."""
         a = self.actions[int(action)]
@@ -269,11 +289,62 @@ class MinAtarGame:
 
     continue_after_life_loss = reset
 
+    def state_dict(self) -> dict:
+        """The game's fields, its RNG (shared with the sticky actions) and the last action, as tensors and
+        built-in types (a checkpoint loads them without unpickling objects)."""
+        game = {k: _saveable(v) for k, v in vars(self.env.env).items() if k not in _MINATAR_FIXED}
+        _, keys, pos, has_gauss, cached = self.env.random.get_state()
+        return {
+            "game": game,
+            "random": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                       "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+            "last_action": int(self.env.last_action),
+            "steps": self._steps,
+        }  # fmt: skip
+
+    def load_state_dict(self, state: dict) -> None:
+        for k, v in state["game"].items():
+            setattr(self.env.env, k, _restored(v))
+        r = state["random"]
+        self.env.random.set_state(
+            ("MT19937", r["keys"].numpy().astype(np.uint32), r["pos"], r["has_gauss"], r["cached_gaussian"])
+        )
+        self.env.last_action = state["last_action"]
+        self._steps = int(state["steps"])
+
     def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, bool]:
         reward, terminal = self.env.act(self.action_ids[int(action)])
         self._steps += 1
         truncated = not terminal and self._steps >= self.options.max_episode_steps
         return self._frame(), float(reward), bool(terminal), truncated, bool(terminal) or truncated
+
+
+_MINATAR_FIXED = ("channels", "action_map", "random")  # set by the constructor; the RNG is saved on its own
+
+
+def _saveable(value):
+    """numpy arrays as tensors, numpy scalars as Python numbers, containers recursively."""
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value.copy())
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return type(value)(_saveable(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _saveable(v) for k, v in value.items()}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"cannot save a game field of type {type(value).__name__}")
+
+
+def _restored(value):
+    if isinstance(value, torch.Tensor):
+        return value.numpy().copy()
+    if isinstance(value, (list, tuple)):
+        return type(value)(_restored(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _restored(v) for k, v in value.items()}
+    return value
 
 
 def make_game(task_id: str, options: EnvOptions | None = None, seed: int = 0, training: bool = True):
@@ -383,6 +454,25 @@ class VectorEnv:
     def running_game_returns(self) -> np.ndarray:
         """Raw score of each env's game so far (for episodes cut before they end)."""
         return self._game_return.copy()
+
+    def state_dict(self) -> dict:
+        """Every game mid-play, the frame stacks and the running scores: a restored VectorEnv steps on exactly as
+        this one would."""
+        return {
+            "games": [game.state_dict() for game in self.games],
+            "stack": torch.from_numpy(self._stack.copy()),
+            "game_return": torch.from_numpy(self._game_return.copy()),
+            "game_length": torch.from_numpy(self._game_length.copy()),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        if len(state["games"]) != self.num_envs:
+            raise ValueError(f"the saved play has {len(state['games'])} environments, this run has {self.num_envs}")
+        for game, saved in zip(self.games, state["games"], strict=True):
+            game.load_state_dict(saved)
+        self._stack[:] = state["stack"].numpy()
+        self._game_return[:] = state["game_return"].numpy()
+        self._game_length[:] = state["game_length"].numpy()
 
     def reset(self) -> np.ndarray:
         for i, game in enumerate(self.games):

@@ -266,8 +266,18 @@ class Replay:
         out["segment_end"] = out["segment_end"] - self.tail
         return out
 
-    def save(self, path: str | os.PathLike, task_id: str, source: dict | None = None, action_ids=None) -> Path:
-        """Write the stored data as an offline dataset directory, atomically."""
+    def save(
+        self,
+        path: str | os.PathLike,
+        task_id: str,
+        source: dict | None = None,
+        action_ids=None,
+        extra_files: dict[str, bytes] | None = None,
+    ) -> Path:
+        """Write the stored data as an offline dataset directory, atomically.
+
+        ``extra_files`` (name → bytes) are written into the same directory and checksummed with the arrays (a
+        checkpoint's replay snapshot keeps the collector's play in progress there)."""
         final = Path(path)
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}-{time.time_ns()}")
@@ -282,6 +292,13 @@ class Replay:
                     f.flush()
                     os.fsync(f.fileno())
                 checksums[file.name] = _sha256(file)
+            for name, data in (extra_files or {}).items():
+                file = tmp / name
+                with open(file, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                checksums[name] = _sha256(file)
             manifest = {
                 "format": "xtra-replay",
                 "format_version": FORMAT_VERSION,
@@ -299,6 +316,7 @@ class Replay:
                 "max_priority": float(self.max_priority),
                 "alpha": self.alpha,
                 "checksums": checksums,
+                "extra_files": sorted(extra_files or {}),
                 "source": source or {},
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             }
@@ -375,8 +393,7 @@ def read_manifest(path: str | os.PathLike, verify: bool = True) -> dict:
             f"{root} has dataset format version {manifest.get('format_version')}, this xtra reads version "
             f"{FORMAT_VERSION}; convert it with the xtra version that wrote it"
         )
-    for name in FIELDS:
-        f = root / f"{name}.npy"
+    for f in [root / f"{name}.npy" for name in FIELDS] + [root / name for name in manifest.get("extra_files", [])]:
         if not f.is_file():
             raise DatasetError(f"{f} is missing; the dataset is incomplete, write it again")
         if verify and _sha256(f) != manifest["checksums"].get(f.name):

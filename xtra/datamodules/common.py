@@ -1,10 +1,12 @@
-"""What both datamodules share: windows as tensors, the importance-sampling schedule, memory figures."""
+"""What the datamodules share: batches made at the step, windows as tensors, the importance-sampling schedule,
+memory figures."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from typing import Any
 
+import lightning as L
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
@@ -54,16 +56,33 @@ def importance_beta(start: float, updates: int, max_steps: int) -> float:
     return start + (1.0 - start) * min(updates / max(max_steps, 1), 1.0)
 
 
-class _Endless(IterableDataset):
-    def __init__(self, next_batch: Callable[[], object]) -> None:
-        self.next_batch = next_batch
+class BatchRequest:
+    """What the training loader yields: a request that :class:`StepBatchDataModule` turns into the step's batch."""
 
+
+class _Requests(IterableDataset):
     def __iter__(self):
         while True:
-            yield self.next_batch()
+            yield BatchRequest()
 
 
-def endless_loader(next_batch: Callable[[], object]) -> DataLoader:
-    """A loader that asks ``next_batch`` for every batch, in this process: sampling and collection need the
-    datamodule's own state (replay, environments, priorities), so there are no worker processes."""
-    return DataLoader(_Endless(next_batch), batch_size=None, num_workers=0)
+class StepBatchDataModule(L.LightningDataModule):
+    """A datamodule whose batch is made when the training step takes it, not when Lightning fetches it.
+
+    Lightning's fetcher reads one batch ahead. A batch made at fetch time would move the replay, the samplers' RNGs
+    and the environments one batch past the step a checkpoint records, and a resumed run would not be the run that
+    was stopped. Here the loader yields :class:`BatchRequest` s (nothing happens ahead of time) and
+    ``on_before_batch_transfer`` — called by the training loop for the step about to run — calls ``next_batch``.
+    Sampling and collection need this process's state (replay, environments, priorities): no worker processes.
+    """
+
+    def next_batch(self) -> Any:
+        raise NotImplementedError
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(_Requests(), batch_size=None, num_workers=0)
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if isinstance(batch, BatchRequest):
+            return self.trainer.precision_plugin.convert_input(self.next_batch())
+        return batch

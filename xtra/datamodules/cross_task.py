@@ -12,15 +12,14 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
-from xtra.datamodules.common import endless_loader
+from xtra.datamodules.common import StepBatchDataModule
 from xtra.datamodules.offline import SHARED_ACTIONS, OfflineReplayDataModule
 from xtra.datamodules.online import OnlineReplayDataModule
 from xtra.envs import parse_task_id
 
 
-class CrossTaskDataModule(L.LightningDataModule):
+class CrossTaskDataModule(StepBatchDataModule):
     """Online target data plus (optionally) offline games.
 
     Args:
@@ -102,9 +101,6 @@ class CrossTaskDataModule(L.LightningDataModule):
         for part in self._parts():
             part.trainer = self.trainer
             part.setup(stage)
-
-    def train_dataloader(self) -> DataLoader:
-        return endless_loader(self.next_batch)
 
     def next_batch(self) -> dict[str, dict[str, torch.Tensor]]:
         batch = {self.target.task_id: self.target.next_batch()}

@@ -16,12 +16,11 @@ import mmap
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
-from xtra.datamodules.common import endless_loader, importance_beta, resident_megabytes, windows_to_tensors
+from xtra.datamodules.common import StepBatchDataModule, importance_beta, resident_megabytes, windows_to_tensors
+from xtra.distributed import gather_from_ranks
 from xtra.envs import FULL_ATARI_ACTIONS, FULL_MINATAR_ACTIONS, EnvOptions, parse_task_id
 from xtra.replay import FIELDS, DatasetError, Replay, SampledWindows, read_manifest, require_steps
 
@@ -94,7 +93,7 @@ def read_dataset_specs(paths: list[str]) -> list[dict]:
     return manifests
 
 
-class OfflineReplayDataModule(L.LightningDataModule):
+class OfflineReplayDataModule(StepBatchDataModule):
     """Batches ``{task_id: raw window batch}`` with one batch of ``batch_size`` rows from every dataset per step.
 
     Args:
@@ -164,9 +163,6 @@ class OfflineReplayDataModule(L.LightningDataModule):
         rank = self.trainer.global_rank if self.trainer is not None else 0
         self.rng = np.random.default_rng(np.random.SeedSequence([self.seed, rank, 3]))
 
-    def train_dataloader(self) -> DataLoader:
-        return endless_loader(self.next_batch)
-
     def sample(
         self, unroll_steps: int, td_steps: int, beta: float = 1.0, pin: bool = False
     ) -> dict[str, dict[str, torch.Tensor]]:
@@ -212,12 +208,7 @@ class OfflineReplayDataModule(L.LightningDataModule):
         Lightning writes."""
         if not self.datasets:
             return {}
-        mine = self._rank_state()
-        ranks = [mine]
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            ranks = [None] * torch.distributed.get_world_size()
-            torch.distributed.all_gather_object(ranks, mine)
-        return {"task_ids": self.task_ids, "ranks": ranks}
+        return {"task_ids": self.task_ids, "ranks": gather_from_ranks(self._rank_state())}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if not state:

@@ -4,12 +4,14 @@ The schedule is deterministic: after u updates the collector has played ``warmup
 env steps (capped at ``env_steps``), whatever the speed of the hardware, so a laptop and a GPU node learn the
 same curve from the same seed. The first ``warmup_steps`` are played uniformly at random (EfficientZero).
 
-Checkpoints: the replay is written next to the checkpoint as a dataset directory (per rank) and found again
-from the checkpoint on resume; counters and RNG states travel inside the checkpoint itself.
+Checkpoints: each rank's replay, counters, RNG states and play in progress are written next to the checkpoint as
+a dataset directory and found again from the checkpoint on resume, so that a resumed run continues exactly where
+the stopped one was (batches are made at the step, see :class:`StepBatchDataModule`).
 """
 
 from __future__ import annotations
 
+import io
 import re
 import secrets
 import shutil
@@ -17,16 +19,14 @@ import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
-import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.utilities import rank_zero_info
-from torch.utils.data import DataLoader
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from xtra.collector import Collector
 from xtra.datamodules.common import (
+    StepBatchDataModule,
     available_bytes,
-    endless_loader,
     importance_beta,
     resident_megabytes,
     windows_to_tensors,
@@ -34,8 +34,10 @@ from xtra.datamodules.common import (
 from xtra.envs import EnvOptions, EnvSpec, env_spec
 from xtra.replay import Replay
 
+COLLECTOR_FILE = "collector.pt"  # the play in progress, in each rank's replay snapshot (tensors and built-ins only)
 
-class OnlineReplayDataModule(L.LightningDataModule):
+
+class OnlineReplayDataModule(StepBatchDataModule):
     """Owns the environments, the collector and the replay of one task (one of each per DDP rank).
 
     Args:
@@ -182,9 +184,6 @@ class OnlineReplayDataModule(L.LightningDataModule):
         )  # fmt: skip
         self.rng = np.random.default_rng(np.random.SeedSequence([self.seed, rank, 2]))
 
-    def train_dataloader(self) -> DataLoader:
-        return endless_loader(self.next_batch)
-
     # ---------------------------------------------------------------- schedule
     def _module(self):
         return self.trainer.lightning_module
@@ -246,8 +245,9 @@ class OnlineReplayDataModule(L.LightningDataModule):
         return f"rank{rank}-step{step}-{self.run_id}"
 
     def state_dict(self) -> dict[str, Any]:
-        """Each rank writes its own replay snapshot, with its counters and RNG states in the snapshot's manifest
-        (Lightning keeps only rank 0's checkpoint dict); the dict records the snapshot's step and run, and resume
+        """Each rank writes its own replay snapshot (Lightning keeps only rank 0's checkpoint dict): the replay, the
+        sampler's RNG in the manifest, and the collector's play in progress — environments mid-game, frame stacks,
+        unfinished trajectories, its RNG — in ``collector.pt``. The dict records the snapshot's step and run, and resume
         looks for it beside the restored checkpoint first, so a moved run still resumes. Snapshots are named by run
         and pruned only among this run's own."""
         if self.replay is None:
@@ -259,11 +259,12 @@ class OnlineReplayDataModule(L.LightningDataModule):
         if self._written != (root, step) or not (root / name).is_dir():  # a step and last.ckpt share one write
             for stale in root.glob(f".rank{rank}-step*-{self.run_id}.tmp-*"):  # left by a save that was killed
                 shutil.rmtree(stale, ignore_errors=True)
+            play = io.BytesIO()
+            torch.save(self.collector.state_dict(), play)
             self.replay.save(root / name, self.task_id, action_ids=self.spec.action_ids, source={
                 "kind": "checkpoint", "rank": rank, "global_step": step, "run": self.run_id,
                 "env_steps": self.collector.env_steps, "sampler_rng": self.rng.bit_generator.state,
-                "collector_rng": self.collector.rng.bit_generator.state,
-            })  # fmt: skip
+            }, extra_files={COLLECTOR_FILE: play.getvalue()})  # fmt: skip
             self._written = (root, step)
             pattern = re.compile(rf"rank{rank}-step(\d+)-{self.run_id}")
             own = sorted((int(m.group(1)), p) for p in root.iterdir() if (m := pattern.fullmatch(p.name)))
@@ -315,9 +316,14 @@ class OnlineReplayDataModule(L.LightningDataModule):
         self.replay, manifest = Replay.load(path, capacity=self.replay_capacity)
         saved = manifest["source"]
         self.collector.replay = self.replay
-        self.collector.env_steps = int(saved["env_steps"])
+        if COLLECTOR_FILE in manifest.get("extra_files", []):
+            self.collector.load_state_dict(torch.load(path / COLLECTOR_FILE, weights_only=True))
+        else:  # a snapshot written before the play in progress was saved: counters and RNG only
+            rank_zero_warn(f"{path} holds no play in progress (an older xtra wrote it): the environments start new "
+                           "episodes and the steps of the unfinished ones are lost")  # fmt: skip
+            self.collector.env_steps = int(saved["env_steps"])
+            self.collector.rng.bit_generator.state = saved["collector_rng"]
         self.rng.bit_generator.state = saved["sampler_rng"]
-        self.collector.rng.bit_generator.state = saved["collector_rng"]
 
     def teardown(self, stage: str) -> None:
         if stage == "fit" and self.save_dataset and self.replay is not None:

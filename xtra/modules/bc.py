@@ -12,7 +12,6 @@ import torch
 import torch.nn.functional as F
 
 from xtra.acting import make_policy_actor
-from xtra.augmentation import augment
 from xtra.envs import game_name
 from xtra.modules.multitask import MultiTaskModule, task_slices
 from xtra.targets import stack_frames
@@ -36,7 +35,7 @@ class BehaviourCloningModule(MultiTaskModule):
 
     def training_step(self, batch: dict[str, dict[str, torch.Tensor]], batch_idx: int) -> torch.Tensor:
         obs = torch.cat([b["obs"] for b in batch.values()])
-        obs = augment(obs) if self.hparams.augmentation else obs
+        obs = self.augment(obs) if self.hparams.augmentation else obs
         actions = torch.cat([b["actions"] for b in batch.values()])
         logits = self.net.initial_inference(obs).policy_logits
         per_sample = F.cross_entropy(logits.float(), actions, reduction="none")

@@ -19,6 +19,7 @@ import torch
 
 from xtra.acting import make_actor, temperature_at
 from xtra.augmentation import augment
+from xtra.distributed import gather_from_ranks
 from xtra.envs import network_action_ids
 from xtra.losses import LossWeights, UnrollTargets, efficientzero_loss
 from xtra.mcts import BatchedMCTS, MCTSConfig, run_mcts
@@ -95,6 +96,8 @@ class EfficientZeroModule(L.LightningModule):
         self.loss_weights = loss_weights
         self.frame_stack = 1  # set from the datamodule's spec in setup()
         self.rng = np.random.default_rng(np.random.SeedSequence([seed, 7]))
+        self._augment_rng: torch.Generator | None = None  # made on the training device at the first augmentation
+        self._augment_rng_state: torch.Tensor | None = None  # a resumed run's, applied when it is made
         self._action_ids: dict[str, tuple[torch.Tensor | None]] = {}
 
     # ---------------------------------------------------------------- plumbing
@@ -245,7 +248,7 @@ class EfficientZeroModule(L.LightningModule):
     def compute_loss(self, batch: dict[str, Any]):
         obs = batch["obs"]
         if self.hparams.augmentation:
-            obs = augment(obs)
+            obs = self.augment(obs)
         return efficientzero_loss(
             self.net,
             obs,
@@ -255,6 +258,18 @@ class EfficientZeroModule(L.LightningModule):
             self.hparams.value_prefix_horizon,
             self.loss_weights,
         )
+
+    def augment(self, obs: torch.Tensor) -> torch.Tensor:
+        """:func:`augment` with this rank's own generator, saved in checkpoints (torch's global RNG is not)."""
+        gen = self._augment_rng
+        if gen is None or gen.device != obs.device:
+            gen = torch.Generator(device=obs.device)
+            gen.manual_seed(int(np.random.SeedSequence([self.hparams.seed, 8, self.global_rank]).generate_state(1)[0]))
+            if self._augment_rng_state is not None:
+                gen.set_state(self._augment_rng_state)
+                self._augment_rng_state = None
+            self._augment_rng = gen
+        return augment(obs, gen)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         out = self.compute_loss(batch)
@@ -325,11 +340,17 @@ class EfficientZeroModule(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """What the network is, and what a resumed run needs beyond Lightning's state: each rank's search and
+        augmentation RNGs, and the weights the actor is acting with (refreshed every ``actor_update_interval``
+        steps, so generally older than the current ones)."""
+        augment_rng = self._augment_rng.get_state() if self._augment_rng is not None else self._augment_rng_state
+        snap = self._snapshot
         checkpoint["xtra"] = {
             "network": self.net.describe(),
             "task_ids": self.data_task_ids(),
             "acting": "mcts",
-            "rng": self.rng.bit_generator.state,
+            "rank_rngs": gather_from_ranks({"search": self.rng.bit_generator.state, "augment": augment_rng}),
+            "actor": None if snap["net"] is None else {"step": snap["step"], "state_dict": snap["net"].state_dict()},
             "format_version": 1,
         }
 
@@ -340,8 +361,23 @@ class EfficientZeroModule(L.LightningModule):
                 f"checkpoint network {saved} differs from this model's {self.net.describe()}: use the config the "
                 "checkpoint was trained with (model.network / model.network_overrides / data.task_id)"
             )
-        if "rng" in checkpoint.get("xtra", {}):
-            self.rng.bit_generator.state = checkpoint["xtra"]["rng"]
+        saved = checkpoint.get("xtra", {})
+        if "rank_rngs" in saved:
+            rngs = saved["rank_rngs"]
+            world = self.trainer.world_size if self._trainer is not None else 1
+            if len(rngs) != world:
+                raise ValueError(f"the checkpoint holds the RNG states of {len(rngs)} rank(s), this run has {world}; "
+                                 "resume with as many ranks")  # fmt: skip
+            mine = rngs[self.global_rank]
+            self.rng.bit_generator.state = mine["search"]
+            self._augment_rng, self._augment_rng_state = None, mine["augment"]
+        elif "rng" in saved:  # written before per-rank RNG states
+            self.rng.bit_generator.state = saved["rng"]
+        if saved.get("actor") is not None:
+            self._snapshot["net"] = self._frozen_copy()
+            self._snapshot["net"].load_state_dict(saved["actor"]["state_dict"])
+            self._snapshot["net"].eval()
+            self._snapshot["step"] = int(saved["actor"]["step"])
 
 
 def check_finite(loss: torch.Tensor, terms: dict[str, torch.Tensor], step: int) -> None:
