@@ -17,7 +17,7 @@ def trainer(root, max_steps, **kw):
     return L.Trainer(
         max_steps=max_steps, accelerator="cpu", devices=1, logger=CSVLogger(root, name="log"),
         enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=1, default_root_dir=root,
-        enable_checkpointing=False, **kw,
+        **{"enable_checkpointing": False, **kw},
     )  # fmt: skip
 
 

@@ -1,9 +1,14 @@
 """Teacher's policy head alone (no search) vs its search, same checkpoints, same evaluation games."""
-import sys, json, numpy as np, torch
+
+import sys
+
+import torch
+
+from xtra.acting import make_policy_actor
 from xtra.checkpoints import load_network
 from xtra.collector import evaluate
 from xtra.envs import network_action_ids
-from xtra.acting import make_policy_actor
+
 for a in sys.argv[1:]:
     path, task = a.split("=")
     loaded = load_network(path)

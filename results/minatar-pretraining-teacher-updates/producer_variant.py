@@ -1,6 +1,8 @@
 """Space-invaders datasets (seeds 0 1 2) made with extra dataset-stage overrides, then default teachers on them."""
-import os, sys
+
+import sys
 from pathlib import Path
+
 from xtra import pipeline as P
 
 name, extra = sys.argv[1], sys.argv[2:]
@@ -8,7 +10,9 @@ root = Path("runs/pretraining") / name
 b = P.Budget()
 plans = []
 for s in (0, 1, 2):
-    stages = P.stage_jobs(root / f"seed{s}", Path("configs/minatar"), "minatar/breakout", ["minatar/space_invaders"], b, s, ("xtra",))
+    stages = P.stage_jobs(
+        root / f"seed{s}", Path("configs/minatar"), "minatar/breakout", ["minatar/space_invaders"], b, s, ("xtra",)
+    )
     stages[0][0].overrides = [*stages[0][0].overrides, *extra]
     plans.append(stages)
 P.run_stage(1, "datasets", [p[0][0] for p in plans], 2)

@@ -1,7 +1,10 @@
 """Space-invaders teachers on the base datasets (seeds 0 1 2) with extra overrides; prints each final evaluation."""
-import json, os, sys
+
+import os
+import sys
 from dataclasses import replace
 from pathlib import Path
+
 from xtra import pipeline as P
 
 name, updates, extra = sys.argv[1], int(sys.argv[2]), sys.argv[3:]

@@ -1,8 +1,12 @@
 """A/B: greedy ties by first id (old) vs by search Q (new), same checkpoints, same evaluation games."""
-import sys, json, numpy as np, torch
+
+import json
+import sys
+
 from xtra import mcts as M
-from xtra.modules import efficientzero as E
 from xtra.evaluate_cli import evaluate_checkpoint
+from xtra.modules import efficientzero as E
+
 orig = M.select_actions
 for path, tasks in [(a.split("=")[0], a.split("=")[1].split(",")) for a in sys.argv[1:]]:
     out = {}

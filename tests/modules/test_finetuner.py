@@ -205,3 +205,41 @@ def test_cross_task_batch_split(datasets, batch_size, share, target_rows, per_ga
     assert target_rows + 2 * per_game == batch_size
     with pytest.raises(ValueError, match="leaves no rows"):
         CrossTaskDataModule(dm.target, dm.offline, batch_size=3, offline_share=0.5)
+
+
+@pytest.mark.slow
+def test_a_resumed_finetune_equals_the_uninterrupted_one(datasets, student, tmp_path):
+    """The cross-task finetuner stopped at step 6 and resumed to 12 (the target's play in progress, the offline
+    samplers, the task weights' open window, the probe) logs the same losses and task weights from step 6 on and
+    ends with bitwise-equal weights as a run to 12."""
+    import csv
+
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    def run(root, ckpt=None):
+        dm = cross_task(datasets)
+        module = CrossTaskFinetuner(pretrained=student, obs_shape=dm.obs_shape, num_actions=dm.num_actions, **SMALL)
+        weights = GradientCosineTaskWeights(cycle=4, measure=2, start=2)
+        every = ModelCheckpoint(dirpath=root / "ckpt", every_n_train_steps=6, save_top_k=-1)
+        trainer(root, 12, callbacks=[weights, every], enable_checkpointing=True).fit(module, dm, ckpt_path=ckpt)
+        with open(root / "log" / "version_0" / "metrics.csv") as f:
+            rows = [r for r in csv.DictReader(f) if r.get("loss/total")]
+        logged = {
+            int(r["step"]): {k: v for k, v in r.items() if k.startswith(("loss/", "task_weights/"))} for r in rows
+        }
+        return module, weights, logged
+
+    whole, whole_weights, whole_logs = run(tmp_path / "whole")
+    resumed, resumed_weights, resumed_logs = run(
+        tmp_path / "resumed", tmp_path / "whole" / "ckpt" / "epoch=0-step=6.ckpt"
+    )
+    assert sorted(resumed_logs) == list(range(6, 12))
+    for step, logged in resumed_logs.items():
+        # empty cells: Lightning repeats a callback's last on-step value in later rows of the run that logged it
+        logged = {k: v for k, v in logged.items() if v}
+        assert logged.items() <= whole_logs[step].items(), step
+        assert all(k in logged for k in whole_logs[step] if k.startswith("loss/") and whole_logs[step][k]), step
+    assert resumed_logs[9]["task_weights/cosine/breakout"]  # measured after the resume, and equal
+    assert resumed_weights.weights == whole_weights.weights
+    for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
