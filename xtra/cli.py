@@ -89,6 +89,8 @@ HARMLESS_WARNINGS = (
     r"`isinstance\(treespec, LeafSpec\)` is deprecated",
     # by design: the module's hook (uint8 frames -> float on the device) is the one that must run
     r"You have overridden `on_after_batch_transfer` in `LightningModule` but have passed in a `LightningDataModule`",
+    # by design: a checkpoint holds the state after its step's update, the state a resumed run continues from
+    r"Using ModelCheckpoint with manual optimization and every_n_train_steps",
     # the loader yields only batch requests; the datamodules save and restore the state batches are made from
     r"You're resuming from a checkpoint that ended before the epoch ended and your dataloader is not resumable",
 )
