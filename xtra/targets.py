@@ -12,8 +12,28 @@ when ``terminal`` is set; otherwise data simply stops there and values bootstrap
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
 import torch
+
+
+class Bootstrap(str, Enum):
+    """Where the tail γⁿ·v of an n-step value target comes from (member names are the config values)."""
+
+    network = "network"  # the target network's value of the bootstrap observation (EfficientZero)
+    search = "search"  # the root value of a search of the target network from it
+    stored = "stored"  # the search value recorded with the data at the bootstrap step (offline, no network)
+    stored_as_coded = "stored_as_coded"  # the authors' offline target: the stored value of the *same* state + rewards
+
+    @property
+    def reads_stored_values(self) -> bool:
+        """Whether the data's recorded search values stand in for a network (a cut segment's end has none)."""
+        return self in (Bootstrap.stored, Bootstrap.stored_as_coded)
+
+    @property
+    def needs_observations(self) -> bool:
+        """Whether the bootstrap observations are stacked and evaluated by a network."""
+        return self in (Bootstrap.network, Bootstrap.search)
 
 
 def td_steps(age: torch.Tensor, max_steps: int, decay_env_steps: int | None) -> torch.Tensor:
@@ -88,6 +108,17 @@ def plan_values(
 def value_targets(plan: ValuePlan, bootstrap_values: torch.Tensor) -> torch.Tensor:
     """z_k = Σ_{i<n_k} γ^i r + γ^{n_k} v · bootstrap_mask (0 where the observation does not exist)."""
     return plan.discounted_rewards + plan.bootstrap_discount * bootstrap_values * plan.bootstrap_mask
+
+
+def bootstrapped_value_targets(
+    mode: Bootstrap, plan: ValuePlan, bootstrap_values: torch.Tensor, root_values: torch.Tensor
+) -> torch.Tensor:
+    """The value targets of ``mode``: :func:`value_targets`, except the authors' ``stored_as_coded``, which adds the
+    stored value of the state itself to its n-step reward sum (a double count reproduced on purpose only)."""
+    if mode is Bootstrap.stored_as_coded:
+        k = plan.mask.shape[1]
+        return (plan.discounted_rewards + root_values[:, :k]) * plan.mask
+    return value_targets(plan, bootstrap_values)
 
 
 def value_prefix_targets(

@@ -22,9 +22,18 @@ from xtra.augmentation import augment
 from xtra.distributed import gather_from_ranks
 from xtra.envs import network_action_ids
 from xtra.losses import LossWeights, UnrollTargets, efficientzero_loss
-from xtra.mcts import BatchedMCTS, MCTSConfig, run_mcts
+from xtra.mcts import BatchedMCTS, MCTSConfig
 from xtra.network import EfficientZeroNet, network_config, saved_description
-from xtra.targets import plan_values, position_masks, stack_frames, td_steps, value_prefix_targets, value_targets
+from xtra.reanalyse import bootstrap_values, reanalysed_policies
+from xtra.targets import (
+    Bootstrap,
+    bootstrapped_value_targets,
+    plan_values,
+    position_masks,
+    stack_frames,
+    td_steps,
+    value_prefix_targets,
+)
 
 
 class EfficientZeroModule(L.LightningModule):
@@ -186,34 +195,23 @@ class EfficientZeroModule(L.LightningModule):
         authors' offline target (the stored value of the *same* state plus the n-step reward sum).
         """
         hp = self.hparams
-        bootstrap = value_bootstrap or hp.value_bootstrap
+        mode = Bootstrap(value_bootstrap or hp.value_bootstrap)
         reanalyse = hp.reanalyse_fraction if reanalyse_fraction is None else reanalyse_fraction
         k = hp.unroll_steps
         frames = batch["frames"]
         b = frames.shape[0]
-        stack = self.frame_stack
         positions = torch.arange(k + 1, device=frames.device).expand(b, -1)
-        obs = stack_frames(frames, positions, stack)  # [B, K+1, stack·C, H, W]
+        obs = stack_frames(frames, positions, self.frame_stack)  # [B, K+1, stack·C, H, W]
 
         n = td_steps(batch["age"], hp.td_steps, hp.td_decay_env_steps)
-        stored = bootstrap in ("stored", "stored_as_coded")
+        stored = mode.reads_stored_values
         plan = plan_values(batch["rewards"], batch["steps_left"], batch["terminal"], n, k, hp.discount, not stored)
-        boot_obs = None
-        if bootstrap in ("network", "search"):
-            boot_obs = stack_frames(frames, plan.bootstrap_positions, stack).flatten(0, 1)
         if target_net is not None:
             target_net.eval()
-        if bootstrap == "search":
-            searched, _ = run_mcts(target_net, boot_obs, self.search, None, action_ids)
-            boot_values = torch.from_numpy(searched.root_values).float().to(frames.device).view(b, k + 1)
-        elif stored:
-            boot_values = batch["root_values"].gather(1, plan.bootstrap_positions)
-        else:
-            boot_values = target_net.scalar(target_net.initial_inference(boot_obs).value_logits).view(b, k + 1)
-        if bootstrap == "stored_as_coded":  # reproduces the authors' double counting, on purpose only
-            values = (plan.discounted_rewards + batch["root_values"][:, : k + 1]) * plan.mask
-        else:
-            values = value_targets(plan, boot_values)
+        boot = bootstrap_values(
+            mode, plan, frames, batch["root_values"], self.frame_stack, target_net, self.search, action_ids
+        )
+        values = bootstrapped_value_targets(mode, plan, boot, batch["root_values"])
 
         obs_mask, policy_mask = position_masks(batch["steps_left"], k)
         if stored:  # no stored value exists for the last observation of a cut segment: no value target there
@@ -223,15 +221,11 @@ class EfficientZeroModule(L.LightningModule):
         n_re = int(round(b * reanalyse))
         stats = {}
         if n_re > 0:
-            roots = obs[:n_re].flatten(0, 1)
-            result, _ = run_mcts(target_net, roots, self.search, self.rng, action_ids)
-            fresh = torch.from_numpy(result.policy).to(policies.device).view(n_re, k + 1, -1)
-            if action_ids is not None:  # the game's own actions → the network's shared action space
-                fresh = torch.zeros(n_re, k + 1, policies.shape[-1], device=policies.device).index_copy_(
-                    2, action_ids.to(policies.device), fresh
-                )
+            fresh, root_value = reanalysed_policies(
+                target_net, obs[:n_re], self.search, self.rng, policies.shape[-1], action_ids
+            )
             policies[:n_re] = fresh * policy_mask[:n_re, :, None]
-            stats["mcts/reanalyse_root_value"] = float(result.root_values.mean())
+            stats["mcts/reanalyse_root_value"] = root_value
         stats["targets/value_mean"] = float((values * obs_mask).sum() / obs_mask.sum())
         stats["targets/td_steps_mean"] = float(n.float().mean())
         targets = UnrollTargets(values, policies, prefixes, obs_mask, policy_mask, prefix_mask)
