@@ -59,6 +59,13 @@ def negative_cosine(online: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return -F.cosine_similarity(online.float(), target.detach().float(), dim=-1, eps=1e-5)
 
 
+def reduce_loss(per_sample: torch.Tensor, weights: torch.Tensor, unroll_steps: int) -> torch.Tensor:
+    """The batch loss: importance-weighted mean of the per-sample losses, scaled by 1/K (EfficientZero's backward
+    hook). The one place this reduction is written: the joint step, each task's probe term and merged per-task
+    outputs all use it, so their scales agree."""
+    return (weights * per_sample).mean() / max(unroll_steps, 1)
+
+
 def efficientzero_loss(
     net: EfficientZeroNet,
     obs: torch.Tensor,
@@ -120,7 +127,7 @@ def efficientzero_loss(
     per_sample = (
         c.value * value_loss + c.policy * policy_loss + c.value_prefix * prefix_loss + c.consistency * consistency_loss
     )
-    loss = (weights * per_sample).mean() / max(unroll, 1)
+    loss = reduce_loss(per_sample, weights, unroll)
     with torch.no_grad():
         predicted = net.scalar(v_logits.detach()).view(b, k1)
     sample_terms = {

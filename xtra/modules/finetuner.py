@@ -28,7 +28,7 @@ import torch.distributed as dist
 
 from xtra.checkpoints import load_network, require_same_network
 from xtra.gradients import assign_flat_gradient, cosine_to_first, flat_gradient, pcgrad
-from xtra.losses import LossOutput
+from xtra.losses import LossOutput, reduce_loss
 from xtra.modules.efficientzero import check_finite
 from xtra.modules.multitask import MultiTaskModule, task_slices
 
@@ -142,9 +142,9 @@ class CrossTaskFinetuner(MultiTaskModule):
         if self.hparams.gradient_probe == "joint_backward":
             joint, slices = self.joint_loss(batch)
             check_finite(joint.loss, joint.terms, self.global_step)
-            scale = max(self.hparams.unroll_steps, 1)
+            k = self.hparams.unroll_steps
             grads = torch.stack([
-                flat_gradient((batch[t]["weights"] * joint.per_sample[slices[t]]).mean() / scale, params, True)
+                flat_gradient(reduce_loss(joint.per_sample[slices[t]], batch[t]["weights"], k), params, True)
                 for t in tasks
             ])  # fmt: skip
         else:
@@ -182,7 +182,7 @@ class CrossTaskFinetuner(MultiTaskModule):
         sample_terms = {k: torch.cat([o.sample_terms[k] for o in outs]) for k in outs[0].sample_terms}
         per_sample = torch.cat([o.per_sample.detach() for o in outs])
         weights = torch.cat([b["weights"] * self.task_weight(t) for t, b in batch.items()])
-        loss = (weights * per_sample).mean() / max(self.hparams.unroll_steps, 1)
+        loss = reduce_loss(per_sample, weights, self.hparams.unroll_steps)
         terms = {k: v.mean() for k, v in sample_terms.items()}
         predicted = torch.cat([o.predicted_values for o in outs])
         return LossOutput(per_sample, loss, terms, sample_terms, predicted), task_slices(batch)
