@@ -34,6 +34,9 @@ class Toy(L.LightningModule):
     def data_task_ids(self) -> list[str]:
         return TASKS
 
+    def target_task_id(self) -> str:
+        return TASKS[0]
+
     def training_step(self, batch, batch_idx):
         g = torch.as_tensor(task_gradients(self.global_step), dtype=torch.float32)
         losses = [g[i] @ self.w for i in range(len(TASKS))]

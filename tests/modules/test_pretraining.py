@@ -22,7 +22,7 @@ def test_offline_batches_map_every_game_into_the_shared_action_space(datasets):
     assert dm.num_actions == 6 and dm.obs_shape == (10, 10, 10) and dm.task_ids == list(GAMES)
     batch = dm.sample(3, 3)
     for task, raw in batch.items():
-        legal = list(dm.action_ids(task))
+        legal = list(dm.game_action_ids(task))
         assert set(raw["actions"].unique().tolist()) <= set(legal)
         illegal = [a for a in range(6) if a not in legal]
         assert raw["policies"][..., illegal].abs().sum() == 0
@@ -65,7 +65,7 @@ def test_student_targets_are_each_games_teacher_and_losses_are_logged_per_game(d
             boot = teacher.scalar(teacher.initial_inference(boot_obs).value_logits).view(8, 4)
         torch.testing.assert_close(prepared["targets"].values, value_targets(plan, boot), atol=1e-4, rtol=1e-4)
         # policy targets: the teacher's 4-simulation visit distributions over this game's actions only
-        legal = list(dm.action_ids(task))
+        legal = list(dm.game_action_ids(task))
         policies = prepared["targets"].policies
         illegal = [a for a in range(6) if a not in legal]
         assert policies[..., illegal].abs().sum() == 0

@@ -57,7 +57,7 @@ class Evaluation(L.Callback):
     def _tasks(self, trainer: L.Trainer) -> list[str]:
         if self.task_ids:
             return list(self.task_ids)
-        target = getattr(trainer.datamodule, "task_id", None)
+        target = trainer.lightning_module.target_task_id()
         return [target] if target else trainer.lightning_module.data_task_ids()
 
     def _options(self, trainer: L.Trainer) -> EnvOptions | None:

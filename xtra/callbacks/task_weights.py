@@ -95,7 +95,8 @@ class GradientCosineTaskWeights(L.Callback):
         return step >= self.start and step % self.cycle == self.measure
 
     def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        self.tasks = module.data_task_ids()[1:]
+        target = module.target_task_id()
+        self.tasks = [t for t in module.data_task_ids() if t != target]  # the offline games, weighted against it
         module.task_weights = {t: self.weights.get(t, 1.0) for t in self.tasks}
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:

@@ -81,6 +81,15 @@ class CrossTaskDataModule(StepBatchDataModule):
         return self.target.task_id
 
     @property
+    def target_task_id(self) -> str:
+        return self.target.task_id
+
+    def game_action_ids(self, task_id: str) -> tuple[int, ...]:
+        if task_id == self.target.task_id:
+            return self.target.game_action_ids(task_id)
+        return self.offline.game_action_ids(task_id)
+
+    @property
     def task_ids(self) -> list[str]:
         return [self.target.task_id, *(self.offline.task_ids if self.offline is not None else [])]
 

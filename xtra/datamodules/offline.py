@@ -151,8 +151,12 @@ class OfflineReplayDataModule(StepBatchDataModule):
     def num_actions(self) -> int:
         return SHARED_ACTIONS[parse_task_id(self.task_ids[0])[0]]
 
-    def action_ids(self, task_id: str) -> tuple[int, ...]:
+    def game_action_ids(self, task_id: str) -> tuple[int, ...]:
         return tuple(self.manifests[self.task_ids.index(task_id)]["action_ids"])
+
+    @property
+    def target_task_id(self) -> None:
+        return None  # offline data has no game played online
 
     def setup(self, stage: str) -> None:
         if self.datasets:

@@ -125,6 +125,21 @@ class OnlineReplayDataModule(StepBatchDataModule):
         return self.spec.frame_stack
 
     @property
+    def task_ids(self) -> list[str]:
+        return [self.task_id]
+
+    @property
+    def target_task_id(self) -> str:
+        return self.task_id
+
+    def game_action_ids(self, task_id: str) -> tuple[int, ...]:
+        if task_id != self.task_id:
+            raise KeyError(f"{task_id} is not this datamodule's game ({self.task_id})")
+        if self.shared_action_space is None:
+            return tuple(range(self.spec.num_actions))
+        return tuple(int(a) for a in self.spec.action_ids)
+
+    @property
     def env_steps(self) -> int | None:
         """Env steps played so far on this rank (None before setup)."""
         return self.collector.env_steps if self.collector is not None else None

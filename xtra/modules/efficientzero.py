@@ -19,6 +19,7 @@ import torch
 
 from xtra.acting import make_actor, temperature_at
 from xtra.augmentation import augment
+from xtra.datamodules.contract import task_data
 from xtra.distributed import gather_from_ranks
 from xtra.envs import network_action_ids
 from xtra.losses import LossWeights, UnrollTargets, efficientzero_loss
@@ -131,10 +132,13 @@ class EfficientZeroModule(L.LightningModule):
 
     def data_task_ids(self) -> list[str]:
         """The games of the attached datamodule (empty without one)."""
-        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        if dm is None:
-            return []
-        return list(getattr(dm, "task_ids", None) or [dm.task_id])
+        dm = task_data(self._trainer)
+        return list(dm.task_ids) if dm is not None else []
+
+    def target_task_id(self) -> str | None:
+        """The game the attached datamodule plays online (None without one, or for offline data)."""
+        dm = task_data(self._trainer)
+        return dm.target_task_id if dm is not None else None
 
     @property
     def sampling(self) -> dict[str, int]:
@@ -147,10 +151,15 @@ class EfficientZeroModule(L.LightningModule):
         return temperature_at(self.global_step / total, self.hparams.temperature_schedule)
 
     def action_ids_for(self, task_id: str) -> torch.Tensor | None:
-        """Map a game's own actions into this network's action space (None when the two coincide)."""
+        """Map a game's own actions into this network's action space (None when the two coincide): the data knows
+        the games it holds; another game (an evaluation elsewhere) is looked up from its environment."""
         if task_id not in self._action_ids:
-            dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-            ids = network_action_ids(task_id, self.net.num_actions, getattr(dm, "env_options", None))
+            dm = task_data(self._trainer)
+            if dm is not None and task_id in dm.task_ids:
+                ids = dm.game_action_ids(task_id)
+                ids = None if ids == tuple(range(self.net.num_actions)) else ids
+            else:
+                ids = network_action_ids(task_id, self.net.num_actions, dm.env_options if dm is not None else None)
             self._action_ids[task_id] = (None if ids is None else torch.tensor(ids),)
         ids = self._action_ids[task_id][0]
         return None if ids is None else ids.to(self.device)
@@ -164,8 +173,8 @@ class EfficientZeroModule(L.LightningModule):
             snap["net"].load_state_dict(self.net.state_dict())
             snap["net"].eval()
             snap["step"] = self.global_step
-        tasks = self.data_task_ids()
-        return make_actor(snap["net"], self.search, self.device, self.action_ids_for(tasks[0]) if tasks else None)
+        target = self.target_task_id()
+        return make_actor(snap["net"], self.search, self.device, self.action_ids_for(target) if target else None)
 
     def evaluation_actor(self, task_id: str):
         """How evaluation episodes act: greedy MCTS with the current weights."""

@@ -98,7 +98,10 @@ class CrossTaskFinetuner(MultiTaskModule):
         self.last_similarities: dict[str, float] = {}
 
     def target_task(self) -> str:
-        return self.data_task_ids()[0]
+        target = self.target_task_id()
+        if target is None:
+            raise ValueError("the finetuner needs data with a target game played online (CrossTaskDataModule)")
+        return target
 
     def setup(self, stage: str) -> None:
         super().setup(stage)

@@ -1,0 +1,47 @@
+"""What a module and its callbacks may ask of the data they train on — the one interface between the two.
+
+Every xtra datamodule provides it (checked in ``tests/datamodules``); a module reads the attached datamodule
+through :func:`task_data` only, so a new datamodule knows what it must offer.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from xtra.envs import EnvOptions
+
+
+@runtime_checkable
+class TaskData(Protocol):
+    """The games a batch holds and how their actions sit in the network's action space."""
+
+    @property
+    def task_ids(self) -> list[str]:
+        """Every game of a batch (the keys of a multi-game batch)."""
+
+    @property
+    def target_task_id(self) -> str | None:
+        """The game played online — acting, the task weights' reference — or None for offline data."""
+
+    @property
+    def frame_stack(self) -> int: ...
+
+    @property
+    def num_actions(self) -> int:
+        """The network's action count (a shared space when games of a family are mixed)."""
+
+    @property
+    def env_options(self) -> EnvOptions | None: ...
+
+    def game_action_ids(self, task_id: str) -> tuple[int, ...]:
+        """The game's own actions, as indices into the network's ``num_actions`` outputs."""
+
+
+def task_data(trainer) -> TaskData | None:
+    """The trainer's datamodule as :class:`TaskData` (None without a trainer or a datamodule)."""
+    dm = getattr(trainer, "datamodule", None) if trainer is not None else None
+    if dm is None:
+        return None
+    if not isinstance(dm, TaskData):
+        raise TypeError(f"{type(dm).__name__} does not provide xtra.datamodules.contract.TaskData")
+    return dm
