@@ -36,7 +36,7 @@ def cross_task(datasets, offline=True, batch_size=16):
 
 def test_finetune_from_the_student_logs_task_weights(datasets, student, tmp_path):
     dm = cross_task(datasets)
-    assert dm.target.batch_size == 8 and dm.offline.batch_size == 4 and dm.task_ids == [TARGET, *GAMES]
+    assert (dm.target_rows, dm.offline_rows) == (8, 4) and dm.task_ids == [TARGET, *GAMES]
     module = CrossTaskFinetuner(pretrained=student, obs_shape=dm.obs_shape, num_actions=dm.num_actions, **SMALL)
     weights = GradientCosineTaskWeights(cycle=4, measure=2, start=2)
     t = trainer(tmp_path, 10, callbacks=[weights])
@@ -52,6 +52,9 @@ def test_finetune_from_the_student_logs_task_weights(datasets, student, tmp_path
     assert module.task_weights == weights.weights
     # the target's replay holds asterix actions in its own space; batches reach the model in the shared space
     assert dm.target.replay.actions[: dm.target.replay.head].max() < dm.target.spec.num_actions
+    batch = dm.next_batch()  # the parent's split reaches the children as arguments
+    assert {t: len(b["rows"]) for t, b in batch.items()} == {TARGET: 8, **dict.fromkeys(GAMES, 4)}
+    assert batch[TARGET]["policies"].shape[-1] == 6  # the target mapped into the family's action space
 
 
 def test_starts_from_the_student_weights_and_refuses_another_size(datasets, student):
@@ -201,7 +204,7 @@ def test_cross_task_batch_split(datasets, batch_size, share, target_rows, per_ga
     """The target keeps what the offline games' equal shares leave (the authors' split at share 0.5)."""
     dm = cross_task(datasets, batch_size=batch_size)
     dm = CrossTaskDataModule(dm.target, dm.offline, batch_size=batch_size, offline_share=share)
-    assert (dm.target.batch_size, dm.offline.batch_size) == (target_rows, per_game)
+    assert (dm.target_rows, dm.offline_rows) == (target_rows, per_game)
     assert target_rows + 2 * per_game == batch_size
     with pytest.raises(ValueError, match="leaves no rows"):
         CrossTaskDataModule(dm.target, dm.offline, batch_size=3, offline_share=0.5)

@@ -23,7 +23,7 @@ class CrossTaskDataModule(StepBatchDataModule):
     """Online target data plus (optionally) offline games.
 
     Args:
-        target: the target game's online datamodule (its ``batch_size`` is replaced when ``batch_size`` is set).
+        target: the target game's online datamodule (its own ``batch_size`` is unused when ``batch_size`` is set).
         offline: the offline games (``None``: finetune on the target alone — the "w/o cross-task" ablation).
         batch_size: rows per step over all games; ``None`` keeps the two datamodules' own batch sizes.
         offline_share: share of ``batch_size`` given to the offline games, split evenly among them.
@@ -49,15 +49,14 @@ class CrossTaskDataModule(StepBatchDataModule):
                     f"offline data ({offline.task_ids}: observations {offline.obs_shape}) does not fit the target "
                     f"{target.task_id} ({target.obs_shape}); record all games with the same env options"
                 )
+        # the split is passed to the children at every batch; their own settings are left as configured
+        self.target_rows, self.offline_rows = target.batch_size, offline.batch_size if offline is not None else 0
         if batch_size is not None:
             m = len(offline.task_ids) if offline is not None else 0
-            per_game = int(batch_size * offline_share) // m if m else 0
-            target.batch_size = batch_size - per_game * m if m else batch_size
-            if offline is not None:
-                if per_game < 1:
-                    raise ValueError(f"batch_size {batch_size} leaves no rows for {m} offline games")
-                offline.batch_size = per_game
-        target.shared_action_space = (np.asarray(target.spec.action_ids), self.shared_actions)
+            self.offline_rows = int(batch_size * offline_share) // m if m else 0
+            self.target_rows = batch_size - self.offline_rows * m if m else batch_size
+            if offline is not None and self.offline_rows < 1:
+                raise ValueError(f"batch_size {batch_size} leaves no rows for {m} offline games")
 
     # what the model is built from (linked by the CLI)
     @property
@@ -86,7 +85,7 @@ class CrossTaskDataModule(StepBatchDataModule):
 
     def game_action_ids(self, task_id: str) -> tuple[int, ...]:
         if task_id == self.target.task_id:
-            return self.target.game_action_ids(task_id)
+            return tuple(int(a) for a in self.target.spec.action_ids)  # the game's ids in the family's full space
         return self.offline.game_action_ids(task_id)
 
     @property
@@ -112,9 +111,9 @@ class CrossTaskDataModule(StepBatchDataModule):
             part.setup(stage)
 
     def next_batch(self) -> dict[str, dict[str, torch.Tensor]]:
-        batch = {self.target.task_id: self.target.next_batch()}
+        batch = {self.target.task_id: self.target.next_batch(self.target_rows, self.shared_actions)}
         if self.offline is not None:
-            batch.update(self.offline.next_batch())
+            batch.update(self.offline.next_batch(self.offline_rows))
         return batch
 
     def update_priorities(self, rows: np.ndarray, priorities: np.ndarray, task_id: str | None = None) -> None:

@@ -168,11 +168,13 @@ class OfflineReplayDataModule(StepBatchDataModule):
         self.rng = np.random.default_rng(np.random.SeedSequence([self.seed, rank, 3]))
 
     def sample(
-        self, unroll_steps: int, td_steps: int, beta: float = 1.0, pin: bool = False
+        self, unroll_steps: int, td_steps: int, beta: float = 1.0, pin: bool = False, rows: int | None = None
     ) -> dict[str, dict[str, torch.Tensor]]:
-        """One batch per game; mapped pages are released every ``release_every`` calls."""
+        """One batch of ``rows`` (default ``batch_size``) per game; mapped pages are released every
+        ``release_every`` calls."""
+        n = rows or self.batch_size
         out = {
-            task: windows_to_tensors(ds.sample(self.batch_size, unroll_steps, td_steps, self.rng, beta), pin=pin)
+            task: windows_to_tensors(ds.sample(n, unroll_steps, td_steps, self.rng, beta), pin=pin)
             for task, ds in self.datasets.items()
         }
         self._batches += 1
@@ -181,7 +183,7 @@ class OfflineReplayDataModule(StepBatchDataModule):
                 ds.release()
         return out
 
-    def next_batch(self) -> dict[str, dict[str, torch.Tensor]]:
+    def next_batch(self, rows: int | None = None) -> dict[str, dict[str, torch.Tensor]]:
         module = self.trainer.lightning_module
         beta = importance_beta(self.priority_beta, module.global_step, self.trainer.max_steps)
         rss = resident_megabytes()
@@ -189,7 +191,7 @@ class OfflineReplayDataModule(StepBatchDataModule):
             self._stats["sys/rss_mb"] = rss
         sampling = module.sampling
         pin = self.trainer.strategy.root_device.type == "cuda"
-        return self.sample(sampling["unroll_steps"], sampling["td_steps"], beta, pin)
+        return self.sample(sampling["unroll_steps"], sampling["td_steps"], beta, pin, rows)
 
     def update_priorities(self, rows: np.ndarray, priorities: np.ndarray, task_id: str | None = None) -> None:
         if task_id is None:

@@ -105,7 +105,6 @@ class OnlineReplayDataModule(StepBatchDataModule):
         self.seed = seed
         self.run_id = secrets.token_hex(4)  # names this run's replay snapshots (a resumed run takes the saved one)
         self._written: tuple[Path, int] | None = None
-        self.shared_action_space: tuple[np.ndarray, int] | None = None  # set when a shared-space model learns
         self.replay: Replay | None = None
         self.collector: Collector | None = None
         self.rng: np.random.Generator | None = None
@@ -133,11 +132,10 @@ class OnlineReplayDataModule(StepBatchDataModule):
         return self.task_id
 
     def game_action_ids(self, task_id: str) -> tuple[int, ...]:
+        """Its own actions: a network trained on this datamodule alone has exactly the game's action count."""
         if task_id != self.task_id:
             raise KeyError(f"{task_id} is not this datamodule's game ({self.task_id})")
-        if self.shared_action_space is None:
-            return tuple(range(self.spec.num_actions))
-        return tuple(int(a) for a in self.spec.action_ids)
+        return tuple(range(self.spec.num_actions))
 
     @property
     def env_steps(self) -> int | None:
@@ -220,7 +218,9 @@ class OnlineReplayDataModule(StepBatchDataModule):
             self._stats["data/episode_return"] = float(np.mean(returns))
             self._stats["data/episode_length"] = float(np.mean(lengths))
 
-    def next_batch(self) -> dict[str, torch.Tensor]:
+    def next_batch(self, rows: int | None = None, action_space: int | None = None) -> dict[str, torch.Tensor]:
+        """Collect up to the schedule, then sample ``rows`` windows (default ``batch_size``); with ``action_space``
+        (a family's full action count) the actions and policies are mapped into that space by the game's ids."""
         module = self._module()
         updates = module.global_step
         while self.collector.env_steps < self.target_env_steps(updates):
@@ -236,10 +236,15 @@ class OnlineReplayDataModule(StepBatchDataModule):
         beta = importance_beta(self.priority_beta, updates, self.trainer.max_steps)
         sampling = module.sampling
         windows = self.replay.sample(
-            self.batch_size, sampling["unroll_steps"], sampling["td_steps"], self.rng, beta, self.collector.env_steps
+            rows or self.batch_size,
+            sampling["unroll_steps"],
+            sampling["td_steps"],
+            self.rng,
+            beta,
+            self.collector.env_steps,
         )
-        if self.shared_action_space is not None:
-            windows = windows.in_action_space(*self.shared_action_space)
+        if action_space is not None:
+            windows = windows.in_action_space(np.asarray(self.spec.action_ids), action_space)
         on_cuda = self.trainer.strategy.root_device.type == "cuda"
         return windows_to_tensors(windows, pin=on_cuda)
 
