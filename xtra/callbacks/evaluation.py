@@ -11,6 +11,7 @@ import numpy as np
 from lightning.pytorch.utilities import rank_zero_only
 
 from xtra.collector import evaluate
+from xtra.datamodules.contract import task_data
 from xtra.envs import EnvOptions, game_name
 from xtra.scores import human_normalized
 
@@ -61,13 +62,15 @@ class Evaluation(L.Callback):
         return [target] if target else trainer.lightning_module.data_task_ids()
 
     def _options(self, trainer: L.Trainer) -> EnvOptions | None:
-        return self.env_options if self.env_options is not None else getattr(trainer.datamodule, "env_options", None)
+        data = task_data(trainer)
+        return self.env_options if self.env_options is not None or data is None else data.env_options
 
     def run(self, trainer: L.Trainer, module: L.LightningModule) -> dict[str, float]:
         was_training = module.net.training
         module.net.eval()
         metrics: dict[str, float] = {}
-        env_steps = getattr(trainer.datamodule, "env_steps", None) if trainer.datamodule is not None else None
+        data = task_data(trainer)
+        env_steps = data.env_steps if data is not None else None
         record = {"global_step": trainer.global_step, "env_steps": env_steps, "returns": {}, "actions": {},
                   "visit_entropy": {}}  # fmt: skip
         try:

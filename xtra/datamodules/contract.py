@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
+import numpy as np
+
 from xtra.envs import EnvOptions
 
 
@@ -33,8 +35,22 @@ class TaskData(Protocol):
     @property
     def env_options(self) -> EnvOptions | None: ...
 
+    @property
+    def obs_shape(self) -> tuple[int, int, int]:
+        """The stacked observation the network takes."""
+
+    @property
+    def env_steps(self) -> int | None:
+        """Env steps played on this rank so far (None for offline data)."""
+
     def game_action_ids(self, task_id: str) -> tuple[int, ...]:
         """The game's own actions, as indices into the network's ``num_actions`` outputs."""
+
+    def update_priorities(self, rows: np.ndarray, priorities: np.ndarray, task_id: str | None = None) -> None:
+        """New priorities for the replay rows a batch came from (``task_id`` names the game of a multi-game batch)."""
+
+    def pop_stats(self) -> dict[str, float]:
+        """The data's own figures since the last call (logged with the step's losses)."""
 
 
 def task_data(trainer) -> TaskData | None:

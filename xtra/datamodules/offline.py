@@ -158,6 +158,10 @@ class OfflineReplayDataModule(StepBatchDataModule):
     def target_task_id(self) -> None:
         return None  # offline data has no game played online
 
+    @property
+    def env_steps(self) -> None:
+        return None  # nothing is played
+
     def setup(self, stage: str) -> None:
         if self.datasets:
             return

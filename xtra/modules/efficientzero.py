@@ -119,8 +119,8 @@ class EfficientZeroModule(L.LightningModule):
         return clone
 
     def setup(self, stage: str) -> None:
-        dm = getattr(self.trainer, "datamodule", None)
-        if dm is not None and hasattr(dm, "obs_shape"):
+        dm = task_data(self._trainer)
+        if dm is not None:
             if tuple(dm.obs_shape) != tuple(self.net.obs_shape) or dm.num_actions != self.net.num_actions:
                 raise ValueError(
                     f"the model is built for observations {self.net.obs_shape} and {self.net.num_actions} actions, "
@@ -306,8 +306,8 @@ class EfficientZeroModule(L.LightningModule):
     def send_priorities(self, batch: dict[str, Any], predicted_values: torch.Tensor, task_id: str | None = None):
         """|v̂₀ − z₀| + ε as the new priorities of the sampled rows (EfficientZero)."""
         priorities = (predicted_values[:, 0] - batch["targets"].values[:, 0]).abs() + 1e-6
-        dm = getattr(self.trainer, "datamodule", None)
-        if dm is not None and hasattr(dm, "update_priorities"):
+        dm = task_data(self._trainer)
+        if dm is not None:
             dm.update_priorities(batch["rows"].cpu().numpy(), priorities.cpu().numpy(), task_id)
         return priorities
 
@@ -319,8 +319,8 @@ class EfficientZeroModule(L.LightningModule):
         """Learning rate, temperature and the datamodule's own figures alongside ``logs``."""
         logs["train/lr"] = self.optimizers().param_groups[0]["lr"]
         logs["train/temperature"] = self.temperature()
-        dm = getattr(self.trainer, "datamodule", None)
-        if dm is not None and hasattr(dm, "pop_stats"):
+        dm = task_data(self._trainer)
+        if dm is not None:
             logs.update(dm.pop_stats())
         self.log_dict(logs, on_step=True, prog_bar=False, batch_size=batch_size)
         if "data/env_steps" in logs:
