@@ -89,6 +89,15 @@ def _atomic_replace_dir(tmp: Path, final: Path) -> None:
     fsync_dir(final.parent)
 
 
+def _write_synced(file: Path, write) -> Path:
+    """``write(f)`` into a new binary file, then flush and fsync it (the directory rename that follows is atomic)."""
+    with open(file, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    return file
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -286,19 +295,13 @@ class Replay:
             arrays = self._ordered()
             checksums = {}
             for name, arr in arrays.items():
-                file = tmp / f"{name}.npy"
-                with open(file, "wb") as f:
-                    np.save(f, np.ascontiguousarray(arr), allow_pickle=False)
-                    f.flush()
-                    os.fsync(f.fileno())
-                checksums[file.name] = _sha256(file)
+
+                def save_array(f, a=arr):
+                    np.save(f, np.ascontiguousarray(a), allow_pickle=False)
+
+                checksums[f"{name}.npy"] = _sha256(_write_synced(tmp / f"{name}.npy", save_array))
             for name, data in (extra_files or {}).items():
-                file = tmp / name
-                with open(file, "wb") as f:
-                    f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
-                checksums[name] = _sha256(file)
+                checksums[name] = _sha256(_write_synced(tmp / name, lambda f, d=data: f.write(d)))
             manifest = {
                 "format": "xtra-replay",
                 "format_version": FORMAT_VERSION,
@@ -320,10 +323,7 @@ class Replay:
                 "source": source or {},
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             }
-            with open(tmp / "manifest.json", "w") as f:
-                json.dump(manifest, f, indent=2)
-                f.flush()
-                os.fsync(f.fileno())
+            _write_synced(tmp / "manifest.json", lambda f: f.write(json.dumps(manifest, indent=2).encode()))
             _atomic_replace_dir(tmp, final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -6,6 +6,7 @@ through :func:`task_data` only, so a new datamodule knows what it must offer.
 
 from __future__ import annotations
 
+import weakref
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -53,11 +54,17 @@ class TaskData(Protocol):
         """The data's own figures since the last call (logged with the step's losses)."""
 
 
+_CHECKED: weakref.WeakSet = weakref.WeakSet()  # datamodules already checked (the check reads every member)
+
+
 def task_data(trainer) -> TaskData | None:
-    """The trainer's datamodule as :class:`TaskData` (None without a trainer or a datamodule)."""
+    """The trainer's datamodule as :class:`TaskData` (None without a trainer or a datamodule); checked once per
+    datamodule, since modules ask at every step."""
     dm = getattr(trainer, "datamodule", None) if trainer is not None else None
     if dm is None:
         return None
-    if not isinstance(dm, TaskData):
-        raise TypeError(f"{type(dm).__name__} does not provide xtra.datamodules.contract.TaskData")
+    if dm not in _CHECKED:
+        if not isinstance(dm, TaskData):
+            raise TypeError(f"{type(dm).__name__} does not provide xtra.datamodules.contract.TaskData")
+        _CHECKED.add(dm)
     return dm
