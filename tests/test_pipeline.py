@@ -3,6 +3,7 @@
 import csv
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from xtra.cli import run as xtra
@@ -73,6 +74,33 @@ def test_report_marks_a_constant_action_run_as_collapsed(tmp_path):
     assert [p["collapsed"] for p in result["per_seed"]] == [True, False]
     md = (tmp_path / "results.md").read_text()
     assert "**collapsed**: 1 of 2 (seed 0)" in md and "0.333 (1.00, collapsed)" in md
+
+
+def test_only_games_whose_teacher_beats_random_play_are_replayed_offline(tmp_path):
+    """The competence gate reads each teacher's evaluation: a teacher whose 95 % CI reaches random play's mean
+    (asterix at random play here) is left out of the finetune's offline games; without any, the finetune trains
+    on the target alone."""
+    import json
+
+    from xtra.pipeline import beats_random, offline_overrides, random_return, transferable_games
+
+    assert beats_random(np.array([5.0, 6.0, 7.0, 6.0]), 3.8) and not beats_random(np.array([0.0, 1.0, 0.0, 1.0]), 0.5)
+    rng = np.random.default_rng(0)
+    pretrain = ["minatar/asterix", "minatar/space_invaders"]
+    teachers = {"asterix": rng.choice([0.0, 1.0], 32).tolist(), "space_invaders": (rng.poisson(7, 32)).tolist()}
+    for game, returns in teachers.items():
+        run = tmp_path / "runs" / f"teacher-{game}" / "eval"
+        run.mkdir(parents=True)
+        record = {"global_step": 5, "returns": {f"minatar/{game}": returns}, "actions": {}}
+        (run / "step5.json").write_text(json.dumps(record))
+    assert random_return("minatar/asterix") > 0.3  # random play scores, so a 0/1 teacher is not above it
+    assert transferable_games(tmp_path, pretrain) == ["minatar/space_invaders"]
+    datasets = {t: tmp_path / "datasets" / t.split("/")[1] for t in pretrain}
+    gated = offline_overrides(tmp_path, pretrain, datasets, gated=True)
+    assert gated == [f"--data.init_args.offline.init_args.datasets=[{datasets['minatar/space_invaders']}]"]
+    every = offline_overrides(tmp_path, pretrain, datasets, gated=False)
+    assert every == [f"--data.init_args.offline.init_args.datasets=[{','.join(str(d) for d in datasets.values())}]"]
+    assert offline_overrides(tmp_path, ["minatar/asterix"], datasets, gated=True) == ["--data.init_args.offline=null"]
 
 
 @pytest.mark.slow

@@ -6,7 +6,8 @@ whose log goes to ``<out>/logs/``; independent jobs run side by side):
 1. datasets   — a short online EfficientZero run per pretraining game, its replay saved as an offline dataset
 2. teachers   — an offline EfficientZero teacher per pretraining game
 3. student    — one multi-task student distilled from the teachers
-4. finetune   — XTRA on the held-out target, and EfficientZero from scratch with the same env-step budget
+4. finetune   — XTRA on the held-out target, and EfficientZero from scratch with the same env-step budget; the
+                offline games are those whose teacher plays clearly better than random (``transferable_games``)
 5. report     — ``results.md``, ``results.csv`` and ``learning_curves.png`` comparing the two
 
 A stage whose output already exists is reused (and says so); delete the output to recompute it.
@@ -25,6 +26,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -33,7 +35,7 @@ import numpy as np
 from xtra.collector import COLLAPSE_SHARE, Evaluated, evaluate, random_actor
 from xtra.envs import env_spec, game_name
 from xtra.network import ACTION_ENCODINGS
-from xtra.scores import hierarchical_bootstrap_ci
+from xtra.scores import bootstrap_ci, hierarchical_bootstrap_ci
 from xtra.shipped import resolve_config
 
 
@@ -45,6 +47,7 @@ class Job:
     output: Path  # exists once the job is done
     log: Path
     total_steps: int
+    late_overrides: Callable[[], list[str]] | None = None  # overrides known only once earlier stages have run
     process: subprocess.Popen | None = None
     started: float = 0.0
 
@@ -110,6 +113,7 @@ class Method:
     offline: bool  # trains on the offline games too
     task_weights: bool  # gradient-cosine η (otherwise η = 1)
     overrides: tuple[str, ...] = ()  # further command-line overrides of the config
+    gated: bool = True  # offline games only where the teacher beats random play (``transferable_games``)
 
 
 METHODS: dict[str, Method] = {
@@ -131,6 +135,8 @@ METHODS: dict[str, Method] = {
                                True, ("--model.init_args.reset_policy_head=false",)),
     "xtra-task-rows": Method("XTRA, per-task-rows gradient probe", "xtra.yaml", True, True, True,
                              ("--model.init_args.gradient_probe=task_rows",)),
+    "xtra-all-games": Method("XTRA, every pretraining game offline (no competence gate)", "xtra.yaml", True, True,
+                             True, gated=False),
 }  # fmt: skip
 DEFAULT_METHODS = ("xtra", "efficientzero-l", "efficientzero")
 
@@ -206,18 +212,27 @@ def stage_jobs(
         overrides += m.overrides
         if m.pretrained:
             overrides.append(f"--model.init_args.pretrained={student}")
+        late = None
         if m.offline:
-            overrides.append(
-                f"--data.init_args.offline.init_args.datasets=[{','.join(str(datasets[t]) for t in pretrain)}]"
-            )
+            late = functools.partial(offline_overrides, out, pretrain, datasets, m.gated)
         stage4.append(Job(m.label, m.config, overrides, out / "runs" / name / COMPLETE, out / "logs" / f"{name}.log",
-                          b.finetune_updates))  # fmt: skip
+                          b.finetune_updates, late))  # fmt: skip
     for stage in (stage1, stage2, stage3, stage4):
         for job in stage:
             job.config = str(configs / job.config)
             job.overrides = [*common, *job.overrides, f"--trainer.callbacks+={PROGRESS}",
                              f"--trainer.callbacks.init_args.path={progress_path(job)}"]  # fmt: skip
     return [stage1, stage2, stage3, stage4]
+
+
+def offline_overrides(out: Path, pretrain: list[str], datasets: dict[str, Path], gated: bool) -> list[str]:
+    """The finetune's offline datasets: the transferable games' (``gated``) or every pretraining game's."""
+    games = transferable_games(out, pretrain) if gated else list(pretrain)
+    if gated:
+        print(f"offline games for {out}: {', '.join(games) or 'none'} (teachers clearly above random play)", flush=True)
+    if not games:  # nothing learnt offline is worth replaying: the finetune trains on the target alone
+        return ["--data.init_args.offline=null"]
+    return [f"--data.init_args.offline.init_args.datasets=[{','.join(str(datasets[t]) for t in games)}]"]
 
 
 def progress_path(job: Job) -> Path:
@@ -268,7 +283,8 @@ def run_stage(number: int, name: str, jobs: list[Job], jobs_at_once: int) -> Non
                     shutil.rmtree(job.output.parent, ignore_errors=True)
                 job.log.parent.mkdir(parents=True, exist_ok=True)
                 progress_path(job).unlink(missing_ok=True)  # a stopped earlier attempt's progress is not this one's
-                cmd = [sys.executable, "-m", "xtra.cli", "fit", "-c", job.config, *job.overrides]
+                late = job.late_overrides() if job.late_overrides is not None else []
+                cmd = [sys.executable, "-m", "xtra.cli", "fit", "-c", job.config, *job.overrides, *late]
                 job.log.write_text("$ " + " ".join(cmd) + "\n")
                 with open(job.log, "a") as log:
                     job.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -332,10 +348,31 @@ def random_return(task_id: str, episodes: int = 32) -> float:
     return float(evaluate(random_actor(env_spec(task_id).num_actions), task_id, episodes, seed=0).returns.mean())
 
 
+def beats_random(returns: np.ndarray, random: float) -> bool:
+    """Whether the 95 % bootstrap CI of the mean of ``returns`` lies wholly above random play's mean return."""
+    low, _ = bootstrap_ci(np.asarray(returns, dtype=np.float64)[:, None], statistic=np.mean)
+    return low > random
+
+
+def transferable_games(out: Path, pretrain: list[str]) -> list[str]:
+    """The pretraining games whose teacher plays clearly better than random (CI above random play's mean).
+
+    A teacher at random play means its dataset holds no skill that offline training can extract; replaying that
+    game while finetuning only spends rows and gradient on noise (measured in the README: asterix at this budget).
+    The rule reads the pretraining games only, never the target, so it cannot be tuned on the reported game.
+    """
+    keep = []
+    for t in pretrain:
+        teacher = final_evaluation(out / "runs" / f"teacher-{game_name(t)}", t)["returns"]
+        if beats_random(teacher, random_return(t)):
+            keep.append(t)
+    return keep
+
+
 def pretraining_quality(out: Path, pretrain: list[str]) -> list[dict]:
     """Per pretraining game: random play's, the data producer's, the teacher's and the student's return, and
     the bars."""
-    rows = []
+    rows, transferred = [], transferable_games(out, pretrain)
     for t in pretrain:
         g = game_name(t)
         producer = final_evaluation(out / "runs" / f"dataset-{g}", t)["returns"].mean()
@@ -346,7 +383,7 @@ def pretraining_quality(out: Path, pretrain: list[str]) -> list[dict]:
             "game": t, "random": round(random, 3), "producer": round(float(producer), 3),
             "teacher": round(float(teacher), 3), "student": round(float(student), 3),
             "producer_ok": bool(producer > random), "teacher_ok": bool(teacher >= BAR * producer),
-            "student_ok": bool(student >= BAR * teacher),
+            "student_ok": bool(student >= BAR * teacher), "transferred": t in transferred,
         })  # fmt: skip
     return rows
 
@@ -442,14 +479,16 @@ def results_markdown(rows, per_seed, quality, target, pretrain, budget: Budget) 
         lines.append(f"| {r['method']} | " + " | ".join(cells) + " |")
     lines += ["", f"Pretraining quality (evaluation return on each pretraining game; bars: teacher ≥ {BAR:.0%} of "
               f"its data producer, student ≥ {BAR:.0%} of the teacher; and no pretraining is worth transferring "
-              "unless the data producer beats random play):", "",
+              "unless the data producer beats random play; **offline**: replayed while finetuning, because the "
+              "teacher's 95 % CI lies above random play):", "",
               "| seed | game | random play | data producer | teacher | student | producer > random | teacher bar | "
-              "student bar |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+              "student bar | offline |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for s in seeds:
         for q in quality[s]:
             ok = {True: "ok", False: "**missed**"}
             lines.append(f"| {s} | {q['game']} | {q['random']} | {q['producer']} | {q['teacher']} | {q['student']} | "
-                         f"{ok[q['producer_ok']]} | {ok[q['teacher_ok']]} | {ok[q['student_ok']]} |")  # fmt: skip
+                         f"{ok[q['producer_ok']]} | {ok[q['teacher_ok']]} | {ok[q['student_ok']]} | "
+                         f"{'yes' if q.get('transferred') else 'no'} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 

@@ -208,6 +208,11 @@ def test_cross_task_batch_split(datasets, batch_size, share, target_rows, per_ga
     assert target_rows + 2 * per_game == batch_size
     with pytest.raises(ValueError, match="leaves no rows"):
         CrossTaskDataModule(dm.target, dm.offline, batch_size=3, offline_share=0.5)
+    alone = CrossTaskDataModule(dm.target, None, batch_size=batch_size, offline_share=share)
+    # without offline games the target draws no more rows than beside them (up to the games' rounding)
+    assert (alone.target_rows, alone.offline_rows) == (batch_size - int(batch_size * share), 0)
+    with pytest.raises(ValueError, match="lower offline_share"):
+        CrossTaskDataModule(dm.target, None, batch_size=batch_size, offline_share=1.0)
 
 
 @pytest.mark.slow

@@ -26,7 +26,9 @@ class CrossTaskDataModule(StepBatchDataModule):
         target: the target game's online datamodule (its own ``batch_size`` is unused when ``batch_size`` is set).
         offline: the offline games (``None``: finetune on the target alone — the "w/o cross-task" ablation).
         batch_size: rows per step over all games; ``None`` keeps the two datamodules' own batch sizes.
-        offline_share: share of ``batch_size`` given to the offline games, split evenly among them.
+        offline_share: share of ``batch_size`` given to the offline games, split evenly among them. Without
+            offline games those rows are not drawn, so the target trains on as many rows as beside them (the
+            "w/o cross-task" ablation is then the same config with ``offline: null``).
     """
 
     def __init__(
@@ -53,10 +55,14 @@ class CrossTaskDataModule(StepBatchDataModule):
         self.target_rows, self.offline_rows = target.batch_size, offline.batch_size if offline is not None else 0
         if batch_size is not None:
             m = len(offline.task_ids) if offline is not None else 0
-            self.offline_rows = int(batch_size * offline_share) // m if m else 0
-            self.target_rows = batch_size - self.offline_rows * m if m else batch_size
+            offline_total = int(batch_size * offline_share)
+            self.offline_rows = offline_total // m if m else 0
+            self.target_rows = batch_size - (self.offline_rows * m if m else offline_total)
             if offline is not None and self.offline_rows < 1:
                 raise ValueError(f"batch_size {batch_size} leaves no rows for {m} offline games")
+            if self.target_rows < 1:
+                raise ValueError(f"offline_share {offline_share} leaves no rows of batch_size {batch_size} for the "
+                                 "target; lower offline_share")  # fmt: skip
 
     # what the model is built from (linked by the CLI)
     @property
