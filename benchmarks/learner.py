@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from xtra.datamodules.common import windows_to_tensors
-from xtra.mcts import MCTSConfig
+from xtra.mcts import SearchOptions
 from xtra.modules.efficientzero import EfficientZeroModule
 from xtra.replay import Replay
 
@@ -62,7 +62,7 @@ def main() -> None:
             np.full((n, actions), 1 / actions, np.float32), np.arange(n), terminal=True,
         )  # fmt: skip
     module = EfficientZeroModule(
-        (frame[0] * stack, *frame[1:]), actions, network=args.preset, mcts=MCTSConfig(num_simulations=sims),
+        (frame[0] * stack, *frame[1:]), actions, network=args.preset, mcts=SearchOptions(num_simulations=sims),
         unroll_steps=args.unroll, reanalyse_fraction=reanalyse, augmentation=atari,
     ).to(device)  # fmt: skip
     module.frame_stack = stack

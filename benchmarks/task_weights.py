@@ -28,7 +28,7 @@ import torch
 from xtra.datamodules.common import windows_to_tensors
 from xtra.gradients import cosine_to_first, flat_gradient
 from xtra.losses import UnrollTargets
-from xtra.mcts import BatchedMCTS, MCTSConfig
+from xtra.mcts import BatchedMCTS, SearchOptions
 from xtra.modules.finetuner import CrossTaskFinetuner
 from xtra.replay import Replay
 
@@ -98,7 +98,7 @@ def main() -> None:
     atari = not args.network.startswith("minatar")
     obs_shape, actions = ((12, 96, 96), 18) if atari else ((10, 10, 10), 6)
     module = CrossTaskFinetuner(obs_shape=obs_shape, num_actions=actions, network=args.network, augmentation=atari,
-                                mcts=MCTSConfig(num_simulations=args.simulations))  # fmt: skip
+                                mcts=SearchOptions(num_simulations=args.simulations))  # fmt: skip
     module.to(device)
     k, support = module.hparams.unroll_steps, module.net.support_size
     m = args.offline_games

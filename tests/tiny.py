@@ -4,11 +4,11 @@ import lightning as L
 from lightning.pytorch.loggers import CSVLogger
 
 from xtra.datamodules.online import OnlineReplayDataModule
-from xtra.mcts import MCTSConfig
+from xtra.mcts import SearchOptions
 from xtra.modules.efficientzero import EfficientZeroModule
 
 TINY_NET = {"lstm_hidden": 16, "projection_hidden": 32, "projection_out": 32, "predictor_hidden": 16}
-SMALL = dict(network="minatar", network_overrides=TINY_NET, mcts=MCTSConfig(num_simulations=4), unroll_steps=3,
+SMALL = dict(network="minatar", network_overrides=TINY_NET, mcts=SearchOptions(num_simulations=4), unroll_steps=3,
              td_steps=3, optimizer="adam", lr=1e-3, lr_warmup_steps=2, target_update_interval=4, seed=1)  # fmt: skip
 GAMES = ("minatar/breakout", "minatar/space_invaders")
 

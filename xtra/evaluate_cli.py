@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +20,23 @@ from xtra.acting import make_actor, make_policy_actor
 from xtra.checkpoints import CheckpointError, load_network
 from xtra.collector import evaluate
 from xtra.envs import env_spec, network_action_ids
-from xtra.mcts import BatchedMCTS, MCTSConfig
+from xtra.mcts import BatchedMCTS, MCTSConfig, SearchOptions
 from xtra.scores import human_normalized
+
+
+def search_config(hp: dict, simulations: int | None = None) -> MCTSConfig:
+    """The search a checkpoint's module ran: its search options, its discount and value-prefix horizon.
+
+    Checkpoints written before the module owned the last two may also list them under ``mcts``; the module's win.
+    """
+    stored = dict(hp.get("mcts") or {})
+    options = SearchOptions(**{f.name: stored[f.name] for f in fields(SearchOptions) if f.name in stored})
+    if simulations is not None:
+        options = replace(options, num_simulations=simulations)
+    default = MCTSConfig()
+    discount = hp.get("discount", stored.get("discount", default.discount))
+    horizon = hp.get("value_prefix_horizon", stored.get("value_prefix_horizon", default.value_prefix_horizon))
+    return MCTSConfig.of(options, discount, horizon)
 
 
 def evaluate_checkpoint(
@@ -41,11 +57,7 @@ def evaluate_checkpoint(
             )
     net = loaded.net.to(device)
     hp = loaded.hparams
-    mcts = dict(hp.get("mcts") or {})
-    mcts["discount"] = hp.get("discount", mcts.get("discount", MCTSConfig().discount))
-    if simulations is not None:
-        mcts["num_simulations"] = simulations
-    search = BatchedMCTS(MCTSConfig(**mcts))
+    search = BatchedMCTS(search_config(hp, simulations))
     results = {}
     for task in task_ids:
         ids = network_action_ids(task, net.num_actions)

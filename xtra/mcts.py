@@ -17,7 +17,7 @@ Node ``i`` of a root is created by simulation ``i`` (the root is node 0), so the
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numba
 import numpy as np
@@ -28,18 +28,35 @@ TIE_TOLERANCE = 1e-6
 
 
 @dataclass(frozen=True)
-class MCTSConfig:
+class SearchOptions:
+    """The search's own settings: what a module's ``mcts`` argument holds.
+
+    The discount and the value-prefix horizon are not here: they are properties of the task and the model (the
+    targets use them too), so the module owns them and passes them into :class:`MCTSConfig`.
+    """
+
     num_simulations: int = 50
-    discount: float = 0.997**4
     pb_c_init: float = 1.25
     pb_c_base: float = 19_652.0
     dirichlet_alpha: float = 0.3
     exploration_fraction: float = 0.25
-    value_prefix_horizon: int = 5
     value_delta_max: float = 0.01
     # the CPU driver (numba gather on numpy views of the pools): None = whenever the states are float32/float64 on
     # the CPU; False = the torch-gather driver (GPUs; 13-25 % faster at >= 256 roots with two torch threads)
     host_gather: bool | None = None
+
+
+@dataclass(frozen=True)
+class MCTSConfig(SearchOptions):
+    """Everything one search runs with: its options plus the model's discount and value-prefix horizon."""
+
+    discount: float = 0.997**4
+    value_prefix_horizon: int = 5
+
+    @classmethod
+    def of(cls, options: SearchOptions, discount: float, value_prefix_horizon: int) -> MCTSConfig:
+        own = {f.name: getattr(options, f.name) for f in fields(SearchOptions)}
+        return cls(**own, discount=discount, value_prefix_horizon=value_prefix_horizon)
 
 
 class Tree:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from xtra.datamodules.online import OnlineReplayDataModule
-from xtra.mcts import MCTSConfig
+from xtra.mcts import SearchOptions
 from xtra.modules.efficientzero import EfficientZeroModule
 from xtra.replay import Replay, read_manifest
 
@@ -19,7 +19,7 @@ def test_non_positive_sizes_are_refused_with_the_option_name(name):
 
 
 def _fit(dm, tmp_path):
-    module = EfficientZeroModule(dm.obs_shape, dm.num_actions, network="minatar", mcts=MCTSConfig(num_simulations=2),
+    module = EfficientZeroModule(dm.obs_shape, dm.num_actions, network="minatar", mcts=SearchOptions(num_simulations=2),
                                  network_overrides={"channels": 4, "blocks": 1, "lstm_hidden": 8}, unroll_steps=2,
                                  td_steps=2)  # fmt: skip
     trainer = L.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False,

@@ -10,7 +10,7 @@ from lightning.pytorch.loggers import CSVLogger
 from tiny import TINY_NET
 
 from xtra.datamodules.online import OnlineReplayDataModule
-from xtra.mcts import MCTSConfig
+from xtra.mcts import SearchOptions
 from xtra.modules.efficientzero import EfficientZeroModule
 from xtra.replay import Replay
 
@@ -23,7 +23,7 @@ def tiny(task="minatar/breakout", **data_kw):
     network = "minatar" if task.startswith("minatar") else "efficientzero"
     module = EfficientZeroModule(
         dm.obs_shape, dm.num_actions, network=network, network_overrides=TINY_NET,
-        mcts=MCTSConfig(num_simulations=4), unroll_steps=3, td_steps=3, reanalyse_fraction=0.5,
+        mcts=SearchOptions(num_simulations=4), unroll_steps=3, td_steps=3, reanalyse_fraction=0.5,
         optimizer="adam", lr=1e-3, lr_warmup_steps=5, target_update_interval=5, actor_update_interval=5,
         augmentation=not task.startswith("minatar"), seed=3,
     )  # fmt: skip
@@ -292,13 +292,33 @@ def test_acting_temperature_steps_down_at_half_and_three_quarters():
 def test_the_search_driver_is_chosen_from_the_config():
     """`model.init_args.mcts.host_gather` reaches the module's search (false: the torch-gather driver)."""
     module = EfficientZeroModule((10, 10, 10), 6, network="minatar", network_overrides=TINY_NET,
-                                 mcts=MCTSConfig(num_simulations=2, host_gather=False))  # fmt: skip
+                                 mcts=SearchOptions(num_simulations=2, host_gather=False))  # fmt: skip
     latent = torch.zeros(1, 4)
     assert module.search.config.host_gather is False
     assert not module.search._on_host(latent, (torch.zeros(1, 1, 4),) * 2)
     assert EfficientZeroModule((10, 10, 10), 6, network="minatar", network_overrides=TINY_NET).search._on_host(
         latent, (torch.zeros(1, 1, 4),) * 2
     )
+
+
+def test_the_module_owns_the_discount_and_value_prefix_horizon_its_search_runs_with():
+    """One owner each: the search takes the module's discount and horizon; a full MCTSConfig that disagrees is
+    refused; a checkpoint's stored search (old ones list both under ``mcts`` too) evaluates with the module's."""
+    from xtra.evaluate_cli import search_config
+    from xtra.mcts import MCTSConfig
+
+    small = dict(network="minatar", network_overrides=TINY_NET)
+    module = EfficientZeroModule((10, 10, 10), 6, **small, discount=0.9, value_prefix_horizon=3,
+                                 mcts=SearchOptions(num_simulations=7))  # fmt: skip
+    cfg = module.search.config
+    assert (cfg.discount, cfg.value_prefix_horizon, cfg.num_simulations) == (0.9, 3, 7)
+    assert "discount" not in module.hparams["mcts"] and "value_prefix_horizon" not in module.hparams["mcts"]
+    with pytest.raises(ValueError, match="pass SearchOptions"):
+        EfficientZeroModule((10, 10, 10), 6, **small, discount=0.9, mcts=MCTSConfig(discount=0.99))
+    old = {"discount": 0.9, "value_prefix_horizon": 3, "mcts": {"num_simulations": 7, "discount": 0.5,
+                                                                 "value_prefix_horizon": 9}}  # fmt: skip
+    assert search_config(old, simulations=4) == MCTSConfig(num_simulations=4, discount=0.9, value_prefix_horizon=3)
+    assert search_config(dict(module.hparams)) == cfg
 
 
 @pytest.mark.slow

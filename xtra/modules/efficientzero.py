@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from typing import Any, Literal
 
 import lightning as L
@@ -23,7 +23,7 @@ from xtra.datamodules.contract import task_data
 from xtra.distributed import gather_from_ranks
 from xtra.envs import network_action_ids
 from xtra.losses import LossWeights, UnrollTargets, efficientzero_loss
-from xtra.mcts import BatchedMCTS, MCTSConfig
+from xtra.mcts import BatchedMCTS, MCTSConfig, SearchOptions
 from xtra.network import EfficientZeroNet, network_config, saved_description
 from xtra.reanalyse import bootstrap_values, reanalysed_policies
 from xtra.targets import (
@@ -43,7 +43,8 @@ class EfficientZeroModule(L.LightningModule):
     Args:
         obs_shape, num_actions: linked from the datamodule (the stacked observation and the action count).
         network: a preset of :data:`xtra.network.PRESETS`; ``network_overrides`` changes single fields.
-        mcts: search settings for acting and reanalyse (the discount is ``discount``, not ``mcts.discount``).
+        mcts: search settings for acting and reanalyse; the search discounts with ``discount`` and resets the
+            value prefix every ``value_prefix_horizon`` steps, the module's own (one owner each).
         unroll_steps, td_steps: K and the largest n of the n-step value targets.
         td_decay_env_steps: data older than this many env steps loses one TD step per multiple (EZ: 30 000);
             ``None`` keeps n fixed.
@@ -65,7 +66,7 @@ class EfficientZeroModule(L.LightningModule):
         num_actions: int = 18,
         network: str = "efficientzero",
         network_overrides: dict[str, Any] | None = None,
-        mcts: MCTSConfig = MCTSConfig(),
+        mcts: SearchOptions = SearchOptions(),
         discount: float = 0.997**4,
         unroll_steps: int = 5,
         td_steps: int = 5,
@@ -90,18 +91,21 @@ class EfficientZeroModule(L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.hparams["mcts"] = asdict(mcts)
+        if isinstance(mcts, MCTSConfig) and (mcts.discount, mcts.value_prefix_horizon) != (
+            discount,
+            value_prefix_horizon,
+        ):
+            raise ValueError(
+                f"mcts has discount {mcts.discount} and value_prefix_horizon {mcts.value_prefix_horizon}, the module "
+                f"{discount} and {value_prefix_horizon}: the search uses the module's; pass SearchOptions"
+            )
+        self.mcts_config = MCTSConfig.of(mcts, discount, value_prefix_horizon)
+        self.hparams["mcts"] = {f.name: getattr(mcts, f.name) for f in fields(SearchOptions)}
         self.hparams["loss_weights"] = asdict(loss_weights)
         self.automatic_optimization = False
         self.net = EfficientZeroNet(tuple(obs_shape), num_actions, network_config(network, **(network_overrides or {})))
         self.target_net = self._frozen_copy()
         self._snapshot: dict[str, Any] = {"net": None, "step": -1}  # a dict: not a registered submodule
-        if mcts.discount not in (MCTSConfig().discount, discount):
-            raise ValueError(
-                f"model.mcts.discount ({mcts.discount}) differs from model.discount ({discount}): the search uses "
-                "model.discount; set that one only"
-            )
-        self.mcts_config = MCTSConfig(**{**asdict(mcts), "discount": discount})
         self.search = BatchedMCTS(self.mcts_config)
         self.loss_weights = loss_weights
         self.frame_stack = 1  # set from the datamodule's spec in setup()
