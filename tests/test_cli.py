@@ -109,6 +109,43 @@ CHECKPOINT_EVERY_STEP = (
 )
 
 
+def test_an_overlay_reads_its_base_first_once_and_keeps_what_came_between(tmp_path, capsys):
+    """`# extends:` puts the base before the overlay; a base given earlier is not read again (so a file between
+    them keeps its changes); chains resolve outermost first; a cycle is refused; the composed config is the
+    base with the overlay's changes (an ablation overlay on another game set included)."""
+    from xtra.cli import main
+    from xtra.shipped import config_chain, with_shipped_configs
+
+    (tmp_path / "base.yaml").write_text("seed_everything: 1\ntrainer:\n  max_steps: 10\n  log_every_n_steps: 2\n")
+    (tmp_path / "mid.yaml").write_text("# a comment\n# extends: base.yaml\ntrainer:\n  max_steps: 20\n")
+    (tmp_path / "top.yaml").write_text("# extends: mid.yaml\nseed_everything: 3\n")
+    (tmp_path / "mine.yaml").write_text("trainer:\n  log_every_n_steps: 7\n")
+    b, m, t, mine = (str(tmp_path / f"{n}.yaml") for n in ("base", "mid", "top", "mine"))
+    assert config_chain(t) == [b, m, t]
+    assert with_shipped_configs(["fit", "-c", t, "--x=1"]) == ["fit", "-c", b, "-c", m, "-c", t, "--x=1"]
+    assert with_shipped_configs(["-c", b, "-c", mine, "-c", m]) == ["-c", b, "-c", mine, "-c", m]
+    (tmp_path / "a.yaml").write_text("# extends: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("# extends: a.yaml\n")
+    with pytest.raises(ValueError, match="cycle"):
+        config_chain(str(tmp_path / "a.yaml"))
+
+    def printed(*configs):
+        with pytest.raises(SystemExit):
+            main(["fit", "--print_config", *[a for c in configs for a in ("-c", c)]])
+        return yaml.safe_load(capsys.readouterr().out)
+
+    alone, composed = printed("configs/minatar/xtra.yaml"), printed("configs/minatar/no-task-weights.yaml")
+    assert [c["class_path"].rsplit(".", 1)[1] for c in composed["trainer"]["callbacks"]] == [
+        "Evaluation", "ModelCheckpoint"]  # fmt: skip
+    assert composed["trainer"]["default_root_dir"] == "runs/minatar/no-task-weights"
+    for section in ("model", "data"):
+        assert composed[section] == alone[section]
+    diverse = printed("configs/atari100k/diverse/xtra.yaml", "configs/atari100k/ablations/no-cross-task.yaml")
+    assert diverse["data"]["init_args"]["target"]["init_args"]["task_id"] == "atari/Assault"
+    assert diverse["data"]["init_args"]["offline"] is None
+    assert diverse["model"]["init_args"]["pretrained"] == "runs/atari100k/students/diverse-Assault.ckpt"
+
+
 def test_shipped_configs_are_found_outside_the_repository(tmp_path, monkeypatch, capsys):
     """A plain install has no repository around it: `-c configs/...` falls back to the package's own copy."""
     from xtra.cli import run

@@ -103,36 +103,56 @@ def test_only_games_whose_teacher_beats_random_play_are_replayed_offline(tmp_pat
     assert offline_overrides(tmp_path, ["minatar/asterix"], datasets, gated=True) == ["--data.init_args.offline=null"]
 
 
+def composed(config: Path) -> dict:
+    """The config as ``xtra fit -c config`` composes it (bases included)."""
+    import contextlib
+    import io
+
+    import yaml
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        xtra(["fit", "--print_config", "-c", str(config)])
+    return yaml.safe_load(out.getvalue())
+
+
+def inputs_from(cfg: dict, run: Path, tmp_path: Path) -> list[str]:
+    """Overrides that point a composed stage config at the pipeline's outputs, read from what the config holds
+    (a student to start from, teachers, offline games, a target to play, a dataset to write): no file names."""
+    games = [run / "datasets" / "asterix", run / "datasets" / "space_invaders"]
+    model, data = cfg["model"]["init_args"], cfg["data"]["init_args"]
+    args = []
+    if model.get("pretrained"):
+        args.append(f"--model.init_args.pretrained={run / 'student.ckpt'}")
+    if model.get("teachers"):
+        args.append(f"--model.init_args.teachers=[{run / 'teachers' / 'asterix.ckpt'},"
+                    f"{run / 'teachers' / 'space_invaders.ckpt'}]")  # fmt: skip
+    if "mcts" in model:
+        args.append("--model.init_args.mcts.num_simulations=2")
+    online = data["target"]["init_args"] if "target" in data else data if "env_steps" in data else None
+    prefix = "--data.init_args.target.init_args" if "target" in data else "--data.init_args"
+    if online is not None:
+        args += [f"{prefix}.env_steps=200", f"{prefix}.warmup_steps=64"]
+    if data.get("save_dataset"):
+        args.append(f"--data.init_args.save_dataset={tmp_path / 'ds'}")
+    offline = data.get("offline", {}) or {}
+    if offline or "datasets" in data:
+        key = "--data.init_args.offline.init_args.datasets" if offline else "--data.init_args.datasets"
+        wanted = len((offline.get("init_args") or {}).get("datasets") or data.get("datasets") or [])
+        args.append(f"{key}=[{','.join(str(g) for g in games[:wanted])}]")
+    return args
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("config", sorted(p.name for p in CONFIGS.glob("*.yaml")))
 def test_every_minatar_config_runs_a_few_steps(pipeline_run, config, tmp_path):
-    out = pipeline_run / "seed0"
-    datasets = f"[{out / 'datasets' / 'asterix'},{out / 'datasets' / 'space_invaders'}]"
-    teachers = f"[{out / 'teachers' / 'asterix.ckpt'},{out / 'teachers' / 'space_invaders.ckpt'}]"
+    cfg = composed(CONFIGS / config)
     args = ["fit", "-c", str(CONFIGS / config), "--trainer.max_steps=3", "--trainer.enable_progress_bar=false",
             f"--trainer.default_root_dir={tmp_path}", "--trainer.callbacks=[]", "--trainer.logger=false",
-            "--model.init_args.mcts.num_simulations=2"]  # fmt: skip
-    if config in ("xtra.yaml", "no-cross-task.yaml", "no-task-weights.yaml", "pcgrad.yaml"):
-        args.append(f"--model.init_args.pretrained={out / 'student.ckpt'}")
-    if config in ("xtra.yaml", "no-pretraining.yaml", "no-task-weights.yaml", "pcgrad.yaml"):
-        args.append(f"--data.init_args.offline.init_args.datasets={datasets}")
-    if config in ("xtra.yaml", "no-pretraining.yaml", "no-task-weights.yaml", "pcgrad.yaml", "no-cross-task.yaml"):
-        args += ["--data.init_args.target.init_args.env_steps=200", "--data.init_args.target.init_args.warmup_steps=64"]
-    if config in ("efficientzero.yaml", "efficientzero-l.yaml", "dataset.yaml"):
-        args += ["--data.init_args.env_steps=200", "--data.init_args.warmup_steps=64"]
-    if config == "dataset.yaml":
-        args.append(f"--data.init_args.save_dataset={tmp_path / 'ds'}")
-    if config in ("bc.yaml", "distill.yaml"):
-        args.append(f"--data.init_args.datasets={datasets}")
-    if config == "distill.yaml":
-        args.append(f"--model.init_args.teachers={teachers}")
-    if config == "teacher.yaml":
-        args.append(f"--data.init_args.datasets=[{out / 'datasets' / 'asterix'}]")
-    if config == "bc.yaml":
-        args.remove("--model.init_args.mcts.num_simulations=2")
+            *inputs_from(cfg, pipeline_run / "seed0", tmp_path)]  # fmt: skip
     cli = xtra(args)
     assert cli.trainer.global_step == 3
-    if config == "dataset.yaml":
+    if cfg["data"]["init_args"].get("save_dataset"):
         assert (tmp_path / "ds" / "manifest.json").is_file()
 
 

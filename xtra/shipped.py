@@ -1,5 +1,10 @@
-"""Where the stage configs live after a plain install: inside the package (``xtra/configs``; the repository's
-``configs/`` is a link to it)."""
+"""Where the stage configs live after a plain install (inside the package: ``xtra/configs``; the repository's
+``configs/`` is a link to it), and how an overlay config brings in the config it changes.
+
+An overlay starts with ``# extends: <path relative to the overlay>``; ``-c overlay.yaml`` then reads as
+``-c base.yaml -c overlay.yaml`` (bases of bases too), unless the base already came earlier on the command line —
+so ``-c xtra.yaml -c mine.yaml -c no-task-weights.yaml`` keeps ``mine.yaml``'s changes.
+"""
 
 from __future__ import annotations
 
@@ -18,18 +23,56 @@ def resolve_config(path: str) -> str:
     return str(shipped) if shipped.exists() else path
 
 
+EXTENDS = "# extends:"
+
+
+def base_of(path: str) -> str | None:
+    """The config an overlay extends (its ``# extends:`` line among the leading comments), or ``None``."""
+    try:
+        with open(path) as f:
+            for line in f:
+                if not line.startswith("#"):
+                    return None
+                if line.startswith(EXTENDS):
+                    return str(Path(path).parent / line[len(EXTENDS) :].strip())
+    except OSError:
+        return None
+    return None
+
+
+def config_chain(path: str) -> list[str]:
+    """``path`` preceded by the configs it extends, outermost base first."""
+    chain = [path]
+    while (base := base_of(chain[0])) is not None:
+        if any(Path(base).resolve() == Path(p).resolve() for p in chain):
+            raise ValueError(f"{path}: its '{EXTENDS}' lines form a cycle through {base}")
+        chain.insert(0, base)
+    return chain
+
+
 def with_shipped_configs(argv: list[str]) -> list[str]:
-    """Every ``-c``/``--config`` value resolved by :func:`resolve_config`."""
-    out, take = [], False
+    """Every ``-c``/``--config`` value resolved by :func:`resolve_config` and preceded by the bases it extends
+    (those not already given earlier)."""
+    out: list[str] = []
+    given: set[Path] = set()
+
+    def add(value: str, flag: str | None) -> None:
+        for path in config_chain(resolve_config(value)):
+            key = Path(path).resolve()
+            if key in given:
+                continue
+            given.add(key)
+            out.extend([flag, path] if flag else [f"--config={path}"])
+
+    take = None
     for arg in argv:
         if take:
-            out.append(resolve_config(arg))
-            take = False
+            add(arg, take)
+            take = None
         elif arg in ("-c", "--config"):
-            out.append(arg)
-            take = True
+            take = arg
         elif arg.startswith("--config="):
-            out.append("--config=" + resolve_config(arg.split("=", 1)[1]))
+            add(arg.split("=", 1)[1], None)
         else:
             out.append(arg)
     return out
