@@ -35,6 +35,15 @@ class XtraCLI(LightningCLI):
     every random stream, and no stream silently stays at its default.
     """
 
+    def parse_arguments(self, parser: Any, args: Any) -> None:
+        """Shipped configs are found from anywhere and every overlay's base is read first (``xtra/shipped.py``),
+        however the CLI is built (the ``xtra`` command, a script, a test)."""
+        if isinstance(args, list):
+            args = with_shipped_configs(args)
+        elif args is None and (expanded := with_shipped_configs(sys.argv[1:])) != sys.argv[1:]:
+            args = expanded
+        super().parse_arguments(parser, args)
+
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
         seed = config.get("seed_everything")
@@ -116,7 +125,6 @@ def run(argv: list[str]) -> XtraCLI:
     import lightning as L
 
     quiet_known_noise()
-    argv = with_shipped_configs(argv)
 
     from xtra.modules.efficientzero import EfficientZeroModule
 
