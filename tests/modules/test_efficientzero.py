@@ -125,6 +125,24 @@ def test_snapshot_pruning_keeps_other_runs_replays(tmp_path):
                             f"rank0-step3-{second}"])  # fmt: skip
 
 
+def test_a_replay_snapshot_is_written_by_its_callback_not_by_state_dict(tmp_path):
+    """Asking the datamodule for its state writes nothing; saving a checkpoint writes the rank's snapshot through
+    the ReplaySnapshots callback every module adds (one write per step, however many checkpoints name it)."""
+    from xtra.callbacks.replay_snapshots import ReplaySnapshots
+
+    module, dm = tiny()
+    assert [type(c) for c in module.configure_callbacks()] == [ReplaySnapshots]
+    t = trainer(tmp_path, 3, enable_checkpointing=False)
+    t.fit(module, dm)
+    replay = tmp_path / "replay"
+    state = dm.state_dict()
+    assert state["global_step"] == 3 and not replay.exists()
+    t.save_checkpoint(tmp_path / "a.ckpt")
+    t.save_checkpoint(tmp_path / "b.ckpt")
+    assert [p.name for p in replay.iterdir()] == [f"rank0-step3-{dm.run_id}"]
+    assert Path(state["snapshot_root"]) == replay.resolve()
+
+
 def test_checkpoint_of_another_network_size_is_refused(tmp_path):
     module, dm = tiny()
     t = trainer(tmp_path, 2, enable_checkpointing=False)

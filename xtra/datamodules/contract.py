@@ -53,6 +53,10 @@ class TaskData(Protocol):
     def pop_stats(self) -> dict[str, float]:
         """The data's own figures since the last call (logged with the step's losses)."""
 
+    def save_snapshot(self) -> None:
+        """Write, on this rank, what a checkpoint at this step needs beside its dict (the online replay and the
+        play in progress); called when a checkpoint is saved."""
+
 
 _CHECKED: weakref.WeakSet = weakref.WeakSet()  # datamodules already checked (the check reads every member)
 

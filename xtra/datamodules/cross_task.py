@@ -134,6 +134,9 @@ class CrossTaskDataModule(StepBatchDataModule):
             stats.update(part.pop_stats())
         return stats
 
+    def save_snapshot(self) -> None:
+        self.target.save_snapshot()  # the offline games' sampling state fits in the checkpoint dict
+
     def state_dict(self) -> dict[str, Any]:
         return {"target": self.target.state_dict(), "offline": self.offline.state_dict() if self.offline else {}}
 

@@ -213,6 +213,9 @@ class OfflineReplayDataModule(StepBatchDataModule):
             "max_priority": {t: ds.replay.max_priority for t, ds in self.datasets.items()},
         }
 
+    def save_snapshot(self) -> None:
+        """Nothing to write: the datasets do not change and the samplers' state fits in the checkpoint dict."""
+
     def state_dict(self) -> dict[str, Any]:
         """Every rank's sampler and priorities (each rank samples its own stream), gathered into the one dict
         Lightning writes."""

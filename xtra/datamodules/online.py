@@ -264,35 +264,44 @@ class OnlineReplayDataModule(StepBatchDataModule):
     def _snapshot_name(self, rank: int, step: int) -> str:
         return f"rank{rank}-step{step}-{self.run_id}"
 
+    def save_snapshot(self) -> None:
+        """Write this rank's replay snapshot for a checkpoint at the current step (Lightning keeps only rank 0's
+        checkpoint dict, so every rank writes its own): the replay, the sampler's RNG in the manifest, and the
+        collector's play in progress — environments mid-game, frame stacks, unfinished trajectories, its RNG — in
+        ``collector.pt``. Called by :class:`~xtra.callbacks.replay_snapshots.ReplaySnapshots` whenever a checkpoint
+        is saved; a step and ``last.ckpt`` share one write. Snapshots are named by run and pruned only among this
+        run's own."""
+        if self.replay is None:
+            return
+        rank, step = self._rank(), self._step()
+        root, name = self._snapshot_root(), self._snapshot_name(rank, step)
+        if self._written == (root, step) and (root / name).is_dir():
+            return
+        for stale in root.glob(f".rank{rank}-step*-{self.run_id}.tmp-*"):  # left by a save that was killed
+            shutil.rmtree(stale, ignore_errors=True)
+        play = io.BytesIO()
+        torch.save(self.collector.state_dict(), play)
+        self.replay.save(root / name, self.task_id, action_ids=self.spec.action_ids, source={
+            "kind": "checkpoint", "rank": rank, "global_step": step, "run": self.run_id,
+            "env_steps": self.collector.env_steps, "sampler_rng": self.rng.bit_generator.state,
+        }, extra_files={COLLECTOR_FILE: play.getvalue()})  # fmt: skip
+        self._written = (root, step)
+        pattern = re.compile(rf"rank{rank}-step(\d+)-{self.run_id}")
+        own = sorted((int(m.group(1)), p) for p in root.iterdir() if (m := pattern.fullmatch(p.name)))
+        for _, old in own[: -self.keep_replay_snapshots]:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def _step(self) -> int:
+        return self.trainer.global_step if self.trainer is not None else 0
+
     def state_dict(self) -> dict[str, Any]:
-        """Each rank writes its own replay snapshot (Lightning keeps only rank 0's checkpoint dict): the replay, the
-        sampler's RNG in the manifest, and the collector's play in progress — environments mid-game, frame stacks,
-        unfinished trajectories, its RNG — in ``collector.pt``. The dict records the snapshot's step and run, and resume
-        looks for it beside the restored checkpoint first, so a moved run still resumes. Snapshots are named by run
-        and pruned only among this run's own."""
+        """Where the checkpoint's replay snapshots are (written by :meth:`save_snapshot`, not here): their root,
+        step and run. Resume looks beside the restored checkpoint first, so a moved run still resumes."""
         if self.replay is None:
             return {}
-        rank = self._rank()
-        step = self.trainer.global_step if self.trainer is not None else 0
-        root = self._snapshot_root()
-        name = self._snapshot_name(rank, step)
-        if self._written != (root, step) or not (root / name).is_dir():  # a step and last.ckpt share one write
-            for stale in root.glob(f".rank{rank}-step*-{self.run_id}.tmp-*"):  # left by a save that was killed
-                shutil.rmtree(stale, ignore_errors=True)
-            play = io.BytesIO()
-            torch.save(self.collector.state_dict(), play)
-            self.replay.save(root / name, self.task_id, action_ids=self.spec.action_ids, source={
-                "kind": "checkpoint", "rank": rank, "global_step": step, "run": self.run_id,
-                "env_steps": self.collector.env_steps, "sampler_rng": self.rng.bit_generator.state,
-            }, extra_files={COLLECTOR_FILE: play.getvalue()})  # fmt: skip
-            self._written = (root, step)
-            pattern = re.compile(rf"rank{rank}-step(\d+)-{self.run_id}")
-            own = sorted((int(m.group(1)), p) for p in root.iterdir() if (m := pattern.fullmatch(p.name)))
-            for _, old in own[: -self.keep_replay_snapshots]:
-                shutil.rmtree(old, ignore_errors=True)
         return {
-            "snapshot_root": str(root.resolve()),
-            "global_step": step,
+            "snapshot_root": str(self._snapshot_root().resolve()),
+            "global_step": self._step(),
             "run": self.run_id,
             "world_size": self.trainer.world_size if self.trainer is not None else 1,
             "task_id": self.task_id,

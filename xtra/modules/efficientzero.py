@@ -19,6 +19,7 @@ import torch
 
 from xtra.acting import make_actor, temperature_at
 from xtra.augmentation import augment
+from xtra.callbacks.replay_snapshots import ReplaySnapshots
 from xtra.datamodules.contract import task_data
 from xtra.distributed import gather_from_ranks
 from xtra.envs import network_action_ids
@@ -121,6 +122,10 @@ class EfficientZeroModule(L.LightningModule):
         for p in clone.parameters():
             p.requires_grad_(False)
         return clone
+
+    def configure_callbacks(self) -> list[L.Callback]:
+        """Every checkpoint writes its replay snapshot: an explicit call, not a side effect of ``state_dict``."""
+        return [ReplaySnapshots()]
 
     def setup(self, stage: str) -> None:
         dm = task_data(self._trainer)
