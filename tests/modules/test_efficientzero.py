@@ -42,8 +42,8 @@ def test_short_fit_logs_every_loss_term(tmp_path):
     trainer(tmp_path, 12, enable_checkpointing=False).fit(module, dm)
     metrics = (tmp_path / "log" / "version_0" / "metrics.csv").read_text().splitlines()[0].split(",")
     for term in ("loss/value", "loss/policy", "loss/value_prefix", "loss/consistency", "loss/total",
-                 "train/lr", "train/priority_mean", "targets/value_mean", "mcts/reanalyse_root_value",
-                 "data/env_steps"):  # fmt: skip
+                 "train/lr", "train/priority_mean/breakout", "targets/value_mean/breakout",
+                 "mcts/reanalyse_root_value/breakout", "data/env_steps"):  # fmt: skip
         assert term in metrics, term
     assert dm.collector.env_steps >= 64 + 12
     assert module.global_step == 12

@@ -72,17 +72,21 @@ class StepBatchDataModule(L.LightningDataModule):
     Lightning's fetcher reads one batch ahead. A batch made at fetch time would move the replay, the samplers' RNGs
     and the environments one batch past the step a checkpoint records, and a resumed run would not be the run that
     was stopped. Here the loader yields :class:`BatchRequest` s (nothing happens ahead of time) and
-    ``on_before_batch_transfer`` — called by the training loop for the step about to run — calls ``next_batch``.
+    ``on_before_batch_transfer`` — called by the training loop for the step about to run — calls ``step_batch``.
     Sampling and collection need this process's state (replay, environments, priorities): no worker processes.
     """
 
     def next_batch(self) -> Any:
         raise NotImplementedError
 
+    def step_batch(self) -> dict[str, dict[str, torch.Tensor]]:
+        """The step's batch: ``{task_id: raw windows}``, the one shape every module trains on."""
+        return self.next_batch()
+
     def train_dataloader(self) -> DataLoader:
         return DataLoader(_Requests(), batch_size=None, num_workers=0)
 
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         if isinstance(batch, BatchRequest):
-            return self.trainer.precision_plugin.convert_input(self.next_batch())
+            return self.trainer.precision_plugin.convert_input(self.step_batch())
         return batch

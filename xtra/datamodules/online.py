@@ -218,6 +218,9 @@ class OnlineReplayDataModule(StepBatchDataModule):
             self._stats["data/episode_return"] = float(np.mean(returns))
             self._stats["data/episode_length"] = float(np.mean(lengths))
 
+    def step_batch(self) -> dict[str, dict[str, torch.Tensor]]:
+        return {self.task_id: self.next_batch()}
+
     def next_batch(self, rows: int | None = None, action_space: int | None = None) -> dict[str, torch.Tensor]:
         """Collect up to the schedule, then sample ``rows`` windows (default ``batch_size``); with ``action_space``
         (a family's full action count) the actions and policies are mapped into that space by the game's ids."""

@@ -13,11 +13,11 @@ import torch.nn.functional as F
 
 from xtra.acting import make_policy_actor
 from xtra.envs import game_name
-from xtra.modules.multitask import MultiTaskModule, task_slices
+from xtra.modules.efficientzero import EfficientZeroModule, task_slices
 from xtra.targets import stack_frames
 
 
-class BehaviourCloningModule(MultiTaskModule):
+class BehaviourCloningModule(EfficientZeroModule):
     """Multi-game behaviour cloning (arguments as the base module; only network, optimiser and seed matter)."""
 
     def __init__(self, network: str = "efficientzero-l", **kwargs: Any) -> None:

@@ -1,9 +1,13 @@
-"""EfficientZeroModule: the shared EfficientZero learner (online baseline; the base of teacher, student, finetuner).
+"""EfficientZeroModule: the one EfficientZero learner (online baseline; the base of teacher, student, finetuner).
 
-Targets are computed here, on the device, once a raw replay window arrives (``on_after_batch_transfer``):
-value targets bootstrap from the *target* network, policy targets for the reanalysed share of the batch come
-from a fresh MCTS of the target network. The data layer never sees a model; it gets an ``Actor`` (a frozen
-snapshot of the weights plus MCTS) from :meth:`actor` when it needs to act.
+Every stage trains on the same batch, ``{task_id: raw windows}`` (one game for online EfficientZero), through the
+same step. Each game's targets are made on the device once the windows arrive (``on_after_batch_transfer`` →
+:meth:`task_targets`; by default value targets bootstrap from the *target* network and the reanalysed share's
+policies come from its fresh MCTS); then all games go through *one* joint forward pass (batch-norm statistics over
+the whole batch, as in the authors' finetuning code) and the loss is the mean over all rows of ω_task · w_PER · ℓ.
+Stages differ only in :meth:`task_targets` (own target network, frozen teacher, stored dataset) and ω
+(:meth:`task_weight`). The data layer never sees a model; it gets an ``Actor`` (a frozen snapshot of the weights
+plus MCTS) from :meth:`actor` when it needs to act.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import asdict, fields
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 import lightning as L
 import numpy as np
@@ -22,8 +26,8 @@ from xtra.augmentation import augment
 from xtra.callbacks.replay_snapshots import ReplaySnapshots
 from xtra.datamodules.contract import task_data
 from xtra.distributed import gather_from_ranks
-from xtra.envs import network_action_ids
-from xtra.losses import LossWeights, UnrollTargets, efficientzero_loss
+from xtra.envs import game_name, network_action_ids
+from xtra.losses import LossOutput, LossWeights, UnrollTargets, efficientzero_loss
 from xtra.mcts import BatchedMCTS, MCTSConfig, SearchOptions
 from xtra.network import EfficientZeroNet, network_config, saved_description
 from xtra.reanalyse import bootstrap_values, reanalysed_policies
@@ -36,6 +40,39 @@ from xtra.targets import (
     td_steps,
     value_prefix_targets,
 )
+
+
+class TaskBatch(TypedDict):
+    """One game's rows of a step, with their targets (what ``prepare_batch`` makes from raw windows)."""
+
+    obs: torch.Tensor  # [B, K+1, stack·C, H, W]
+    actions: torch.Tensor  # [B, K]
+    targets: UnrollTargets
+    weights: torch.Tensor  # PER importance weights [B]
+    rows: torch.Tensor  # the replay rows the windows start at (for new priorities)
+    stats: dict[str, float]  # target statistics, logged per game
+
+
+def task_slices(batches: dict[str, Any]) -> dict[str, slice]:
+    """Where each game's rows sit once the games' batches are concatenated in order."""
+    slices, start = {}, 0
+    for task, batch in batches.items():
+        n = len(batch["rows"])
+        slices[task], start = slice(start, start + n), start + n
+    return slices
+
+
+def concat_tasks(parts: list[TaskBatch], weights: list[torch.Tensor]) -> dict[str, Any]:
+    """One batch out of several games' ones, rows in the given order, with the given per-row weights."""
+    if len(parts) == 1:  # one game: its tensors as they are (no copy)
+        return {**parts[0], "weights": weights[0]}
+    targets = UnrollTargets(*[torch.cat([getattr(p["targets"], f.name) for p in parts]) for f in fields(UnrollTargets)])
+    return {
+        "obs": torch.cat([p["obs"] for p in parts]),
+        "actions": torch.cat([p["actions"] for p in parts]),
+        "targets": targets,
+        "weights": torch.cat(weights),
+    }
 
 
 class EfficientZeroModule(L.LightningModule):
@@ -114,6 +151,7 @@ class EfficientZeroModule(L.LightningModule):
         self._augment_rng: torch.Generator | None = None  # made on the training device at the first augmentation
         self._augment_rng_state: torch.Tensor | None = None  # a resumed run's, applied when it is made
         self._action_ids: dict[str, tuple[torch.Tensor | None]] = {}
+        self.task_weights: dict[str, float] = {}  # ω per game, set by a task-weight rule (finetuning)
 
     # ---------------------------------------------------------------- plumbing
     def _frozen_copy(self) -> EfficientZeroNet:
@@ -190,11 +228,21 @@ class EfficientZeroModule(L.LightningModule):
         return make_actor(self.net, self.search, self.device, self.action_ids_for(task_id))
 
     # ---------------------------------------------------------------- targets
+    def task_weight(self, task_id: str) -> float:
+        """ω of a game's rows in the loss (1 unless a task-weight rule set ``task_weights``)."""
+        return float(self.task_weights.get(task_id, 1.0))
+
+    def task_targets(self, task_id: str, raw: dict[str, torch.Tensor]) -> TaskBatch:
+        """Targets of one game's rows: reanalysed with this model's own target network, searching that game's
+        actions. Stages override this: where targets come from is what tells them apart."""
+        return self.prepare_batch(raw, self.target_net, self.action_ids_for(task_id))
+
     @torch.no_grad()
-    def on_after_batch_transfer(self, batch: dict[str, torch.Tensor], dataloader_idx: int) -> dict[str, Any]:
-        if not isinstance(batch, dict) or "frames" not in batch:
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """``{task: raw windows}`` → ``{task: TaskBatch}``, on the training device."""
+        if not isinstance(batch, dict):
             return batch
-        return self.prepare_batch(batch, self.target_net)
+        return {task: self.task_targets(task, raw) for task, raw in batch.items()}
 
     @torch.no_grad()
     def prepare_batch(
@@ -204,8 +252,8 @@ class EfficientZeroModule(L.LightningModule):
         action_ids: torch.Tensor | None = None,
         reanalyse_fraction: float | None = None,
         value_bootstrap: str | None = None,
-    ) -> dict[str, Any]:
-        """Observation stacks, actions and all targets for a raw window batch, using ``target_net``.
+    ) -> TaskBatch:
+        """Observation stacks, actions and all targets for one game's raw windows, using ``target_net``.
 
         ``action_ids`` restricts searches to one game's actions when the network has a shared action space.
         ``reanalyse_fraction`` and ``value_bootstrap`` override the model's settings for this batch; the bootstrap
@@ -283,10 +331,16 @@ class EfficientZeroModule(L.LightningModule):
             self._augment_rng = gen
         return augment(obs, gen)
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        out = self.compute_loss(batch)
+    def joint_loss(self, batch: dict[str, TaskBatch]) -> tuple[LossOutput, dict[str, slice]]:
+        """One forward over every game's rows (batch-norm statistics over the whole batch); each game's rows in it."""
+        weights = [b["weights"] * self.task_weight(t) for t, b in batch.items()]
+        return self.compute_loss(concat_tasks(list(batch.values()), weights)), task_slices(batch)
+
+    def training_step(self, batch: dict[str, TaskBatch], batch_idx: int) -> torch.Tensor:
+        """The one step of every stage: the joint loss over ``{task: TaskBatch}`` (one task online), an update."""
+        out, slices = self.joint_loss(batch)
         self.optimize(out.loss, out.terms)
-        self.after_update(batch, out)
+        self.after_update(batch, out, slices)
         return out.loss.detach()
 
     def optimize(self, loss: torch.Tensor, terms: dict[str, torch.Tensor]) -> None:
@@ -303,16 +357,27 @@ class EfficientZeroModule(L.LightningModule):
         opt.step()
         self.lr_schedulers().step()
 
-    def after_update(self, batch: dict[str, Any], out) -> None:
-        """Priorities back to the replay, network refreshes, logging."""
-        priorities = self.send_priorities(batch, out.predicted_values)
-        self.refresh_target()
-        logs = {f"loss/{k}": v for k, v in out.terms.items()}
-        logs["train/priority_mean"] = float(priorities.mean())
-        logs.update(batch["stats"])
-        self.log_common(logs, len(batch["rows"]))
+    def task_metrics(self, task_id: str, prepared: TaskBatch, out: LossOutput, rows: slice) -> dict[str, float]:
+        """Extra per-game figures for TensorBoard (stages add theirs)."""
+        return {}
 
-    def send_priorities(self, batch: dict[str, Any], predicted_values: torch.Tensor, task_id: str | None = None):
+    def after_update(self, batch: dict[str, TaskBatch], out: LossOutput, slices: dict[str, slice]) -> None:
+        """Priorities back to each game's replay, network refreshes, logging (per game and joint)."""
+        logs: dict[str, Any] = {f"loss/{k}": v for k, v in out.terms.items()}
+        for task, rows in slices.items():
+            game = game_name(task)
+            priorities = self.send_priorities(batch[task], out.predicted_values[rows], task)
+            logs[f"train/priority_mean/{game}"] = float(priorities.mean())
+            if len(slices) > 1:
+                logs[f"train/task_weight/{game}"] = self.task_weight(task)
+                for name, values in out.sample_terms.items():
+                    logs[f"loss/{name}/{game}"] = values[rows].mean()
+            logs.update({f"{k}/{game}": v for k, v in batch[task]["stats"].items()})
+            logs.update(self.task_metrics(task, batch[task], out, rows))
+        self.refresh_target()
+        self.log_common(logs, sum(s.stop - s.start for s in slices.values()))
+
+    def send_priorities(self, batch: TaskBatch, predicted_values: torch.Tensor, task_id: str | None = None):
         """|v̂₀ − z₀| + ε as the new priorities of the sampled rows (EfficientZero)."""
         priorities = (predicted_values[:, 0] - batch["targets"].values[:, 0]).abs() + 1e-6
         dm = task_data(self._trainer)

@@ -29,8 +29,7 @@ import torch.distributed as dist
 from xtra.checkpoints import load_network, require_same_network
 from xtra.gradients import assign_flat_gradient, cosine_to_first, flat_gradient, pcgrad
 from xtra.losses import LossOutput, reduce_loss
-from xtra.modules.efficientzero import check_finite
-from xtra.modules.multitask import MultiTaskModule, task_slices
+from xtra.modules.efficientzero import EfficientZeroModule, check_finite, task_slices
 
 
 @contextmanager
@@ -50,7 +49,7 @@ def frozen_running_stats(net: torch.nn.Module):
                 b.copy_(saved[name])
 
 
-class CrossTaskFinetuner(MultiTaskModule):
+class CrossTaskFinetuner(EfficientZeroModule):
     """Finetune on a target game (online) together with offline games.
 
     Args:
@@ -125,7 +124,7 @@ class CrossTaskFinetuner(MultiTaskModule):
         if not (self.probe_gradients or self.hparams.gradient_surgery == "pcgrad") or len(batch) < 2:
             return super().training_step(batch, batch_idx)
         out, slices = self.per_task_step(batch)
-        self.after_tasks_update(batch, out, slices)
+        self.after_update(batch, out, slices)
         return out.loss.detach()
 
     def per_task_step(self, batch: dict[str, dict[str, Any]]):

@@ -16,7 +16,7 @@ import torch
 from xtra.checkpoints import CheckpointError, LoadedNetwork, load_network
 from xtra.envs import game_name
 from xtra.losses import LossOutput
-from xtra.modules.multitask import MultiTaskModule
+from xtra.modules.efficientzero import EfficientZeroModule
 from xtra.network import EfficientZeroNet
 
 
@@ -29,7 +29,7 @@ def policy_kl(out: LossOutput, targets, rows: slice) -> float:
     return float(kl.mean())
 
 
-class DistillationModule(MultiTaskModule):
+class DistillationModule(EfficientZeroModule):
     """A multi-task student trained on every pretraining game with its frozen teacher's targets.
 
     Args:

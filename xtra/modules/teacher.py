@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from xtra.modules.multitask import MultiTaskModule
+from xtra.modules.efficientzero import EfficientZeroModule
 
 
-class TeacherModule(MultiTaskModule):
+class TeacherModule(EfficientZeroModule):
     """Offline EfficientZero on exactly one dataset.
 
     Args:
