@@ -114,7 +114,7 @@ def test_an_overlay_reads_its_base_first_once_and_keeps_what_came_between(tmp_pa
     them keeps its changes); chains resolve outermost first; a cycle is refused; the composed config is the
     base with the overlay's changes (an ablation overlay on another game set included)."""
     from xtra.cli import main
-    from xtra.shipped import config_chain, with_shipped_configs
+    from xtra.shipped import composed_yaml, config_chain, with_shipped_configs
 
     (tmp_path / "base.yaml").write_text("seed_everything: 1\ntrainer:\n  max_steps: 10\n  log_every_n_steps: 2\n")
     (tmp_path / "mid.yaml").write_text("# a comment\n# extends: base.yaml\ntrainer:\n  max_steps: 20\n")
@@ -122,6 +122,7 @@ def test_an_overlay_reads_its_base_first_once_and_keeps_what_came_between(tmp_pa
     (tmp_path / "mine.yaml").write_text("trainer:\n  log_every_n_steps: 7\n")
     b, m, t, mine = (str(tmp_path / f"{n}.yaml") for n in ("base", "mid", "top", "mine"))
     assert config_chain(t) == [b, m, t]
+    assert composed_yaml(t) == {"seed_everything": 3, "trainer": {"max_steps": 20, "log_every_n_steps": 2}}
     assert with_shipped_configs(["fit", "-c", t, "--x=1"]) == ["fit", "-c", b, "-c", m, "-c", t, "--x=1"]
     assert with_shipped_configs(["-c", b, "-c", mine, "-c", m]) == ["-c", b, "-c", mine, "-c", m]
     (tmp_path / "a.yaml").write_text("# extends: b.yaml\n")

@@ -8,6 +8,7 @@ import pytest
 
 from xtra.cli import run as xtra
 from xtra.pipeline import main as pipeline
+from xtra.shipped import online_data_key
 
 CONFIGS = Path(__file__).parents[1] / "configs" / "minatar"
 TINY = ["--scale", "0.04", "--simulations", "2", "--eval-episodes", "2"]
@@ -129,9 +130,8 @@ def inputs_from(cfg: dict, run: Path, tmp_path: Path) -> list[str]:
                     f"{run / 'teachers' / 'space_invaders.ckpt'}]")  # fmt: skip
     if "mcts" in model:
         args.append("--model.init_args.mcts.num_simulations=2")
-    online = data["target"]["init_args"] if "target" in data else data if "env_steps" in data else None
-    prefix = "--data.init_args.target.init_args" if "target" in data else "--data.init_args"
-    if online is not None:
+    if "target" in data or "env_steps" in data:  # online data, alone or beside offline games
+        prefix = online_data_key(cfg)
         args += [f"{prefix}.env_steps=200", f"{prefix}.warmup_steps=64"]
     if data.get("save_dataset"):
         args.append(f"--data.init_args.save_dataset={tmp_path / 'ds'}")

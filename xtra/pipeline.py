@@ -35,7 +35,7 @@ from xtra.collector import COLLAPSE_SHARE, Evaluated, evaluate, random_actor
 from xtra.envs import env_spec, game_name
 from xtra.network import ACTION_ENCODINGS
 from xtra.scores import bootstrap_ci, hierarchical_bootstrap_ci
-from xtra.shipped import resolve_config
+from xtra.shipped import composed_yaml, online_data_key, resolve_config
 
 
 @dataclass
@@ -201,7 +201,7 @@ def stage_jobs(
     stage4 = []
     for name in methods:
         m = METHODS[name]
-        data = "--data.init_args.target.init_args" if m.pretrained or m.offline else "--data.init_args"
+        data = online_data_key(composed_yaml(str(configs / m.config)))
         overrides = [
             f"--trainer.max_steps={b.finetune_updates}", f"--model.init_args.mcts.num_simulations={b.simulations}",
             f"{data}.task_id={target}", f"{data}.env_steps={b.finetune_env_steps}",

@@ -76,3 +76,29 @@ def with_shipped_configs(argv: list[str]) -> list[str]:
         else:
             out.append(arg)
     return out
+
+
+def composed_yaml(path: str) -> dict:
+    """The keys a config and its bases set (bases first, mappings merged, other values replaced), without the
+    defaults the CLI adds: enough to read a config's structure without building the parser."""
+    import yaml
+
+    def merge(into: dict, new: dict) -> dict:
+        for key, value in new.items():
+            into[key] = (
+                merge(dict(into[key]), value) if isinstance(value, dict) and isinstance(into.get(key), dict) else value
+            )
+        return into
+
+    out: dict = {}
+    for part in config_chain(resolve_config(path)):
+        with open(part) as f:
+            out = merge(out, yaml.safe_load(f) or {})
+    return out
+
+
+def online_data_key(cfg: dict) -> str:
+    """The override prefix of the online datamodule's settings in a composed config: nested under ``target`` when
+    the data mixes the online game with offline ones, else the data's own."""
+    init = (cfg.get("data") or {}).get("init_args") or {}
+    return "--data.init_args.target.init_args" if "target" in init else "--data.init_args"
