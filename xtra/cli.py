@@ -126,10 +126,10 @@ def run(argv: list[str]) -> XtraCLI:
 
     quiet_known_noise()
 
-    from xtra.modules.efficientzero import EfficientZeroModule
+    from xtra.modules.base import NetworkModule
 
     return XtraCLI(
-        EfficientZeroModule,
+        NetworkModule,  # every stage's base; the default model is EfficientZeroModule (add_arguments_to_parser)
         L.LightningDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,

@@ -13,12 +13,14 @@ import torch.nn.functional as F
 
 from xtra.acting import make_policy_actor
 from xtra.envs import game_name
-from xtra.modules.efficientzero import EfficientZeroModule, task_slices
+from xtra.modules.base import NetworkModule
+from xtra.modules.efficientzero import task_slices
 from xtra.targets import stack_frames
 
 
-class BehaviourCloningModule(EfficientZeroModule):
-    """Multi-game behaviour cloning (arguments as the base module; only network, optimiser and seed matter)."""
+class BehaviourCloningModule(NetworkModule):
+    """Multi-game behaviour cloning on the thin base: a network, its optimiser, augmentation — no target network, no
+    search, no EfficientZero targets (arguments: :class:`~xtra.modules.base.NetworkModule`)."""
 
     def __init__(self, network: str = "efficientzero-l", **kwargs: Any) -> None:
         super().__init__(network=network, **kwargs)
@@ -55,7 +57,3 @@ class BehaviourCloningModule(EfficientZeroModule):
 
     def evaluation_actor(self, task_id: str):
         return make_policy_actor(self.net, self.device, self.action_ids_for(task_id))
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        super().on_save_checkpoint(checkpoint)
-        checkpoint["xtra"]["acting"] = "policy"

@@ -13,23 +13,19 @@ plus MCTS) from :meth:`actor` when it needs to act.
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import asdict, fields
 from typing import Any, Literal, TypedDict
 
-import lightning as L
 import numpy as np
 import torch
 
 from xtra.acting import make_actor, temperature_at
-from xtra.augmentation import augment
-from xtra.callbacks.replay_snapshots import ReplaySnapshots
 from xtra.datamodules.contract import task_data
-from xtra.distributed import gather_from_ranks
-from xtra.envs import game_name, network_action_ids
+from xtra.envs import game_name
 from xtra.losses import LossOutput, LossWeights, UnrollTargets, efficientzero_loss
 from xtra.mcts import BatchedMCTS, MCTSConfig, SearchOptions
-from xtra.network import EfficientZeroNet, network_config, saved_description
+from xtra.modules.base import NetworkModule
+from xtra.network import EfficientZeroNet
 from xtra.reanalyse import bootstrap_values, reanalysed_policies
 from xtra.targets import (
     Bootstrap,
@@ -75,12 +71,10 @@ def concat_tasks(parts: list[TaskBatch], weights: list[torch.Tensor]) -> dict[st
     }
 
 
-class EfficientZeroModule(L.LightningModule):
-    """EfficientZero on one task.
+class EfficientZeroModule(NetworkModule):
+    """EfficientZero, on one game or several (arguments not listed: :class:`~xtra.modules.base.NetworkModule`).
 
     Args:
-        obs_shape, num_actions: linked from the datamodule (the stacked observation and the action count).
-        network: a preset of :data:`xtra.network.PRESETS`; ``network_overrides`` changes single fields.
         mcts: search settings for acting and reanalyse; the search discounts with ``discount`` and resets the
             value prefix every ``value_prefix_horizon`` steps, the module's own (one owner each).
         unroll_steps, td_steps: K and the largest n of the n-step value targets.
@@ -91,12 +85,11 @@ class EfficientZeroModule(L.LightningModule):
         value_bootstrap: ``network`` bootstraps n-step values from the target network's value (what the
             EfficientZero code runs by default), ``search`` from a fresh MCTS root value (what its paper
             describes; one more search per position).
-        optimizer: ``sgd`` (EZ: momentum 0.9, lr 0.2 warmed up over ``lr_warmup_steps``, ×``lr_decay_rate``
-            every ``lr_decay_steps``) or ``adam``.
         target_update_interval / actor_update_interval: updates between refreshes of the reanalyse target
             network and of the acting snapshot (EZ: 200 / 100).
-        augmentation: random shift + intensity on training observations (Atari).
     """
+
+    acting = "mcts"
 
     def __init__(
         self,
@@ -127,8 +120,12 @@ class EfficientZeroModule(L.LightningModule):
         temperature_schedule: tuple[float, float, float] = (1.0, 0.5, 0.25),
         seed: int = 0,
     ) -> None:
-        super().__init__()
-        self.save_hyperparameters()
+        super().__init__(
+            obs_shape=obs_shape, num_actions=num_actions, network=network, network_overrides=network_overrides,
+            optimizer=optimizer, lr=lr, lr_warmup_steps=lr_warmup_steps, lr_decay_steps=lr_decay_steps,
+            lr_decay_rate=lr_decay_rate, momentum=momentum, weight_decay=weight_decay, max_grad_norm=max_grad_norm,
+            augmentation=augmentation, seed=seed,
+        )  # fmt: skip
         if isinstance(mcts, MCTSConfig) and (mcts.discount, mcts.value_prefix_horizon) != (
             discount,
             value_prefix_horizon,
@@ -140,17 +137,11 @@ class EfficientZeroModule(L.LightningModule):
         self.mcts_config = MCTSConfig.of(mcts, discount, value_prefix_horizon)
         self.hparams["mcts"] = {f.name: getattr(mcts, f.name) for f in fields(SearchOptions)}
         self.hparams["loss_weights"] = asdict(loss_weights)
-        self.automatic_optimization = False
-        self.net = EfficientZeroNet(tuple(obs_shape), num_actions, network_config(network, **(network_overrides or {})))
         self.target_net = self._frozen_copy()
         self._snapshot: dict[str, Any] = {"net": None, "step": -1}  # a dict: not a registered submodule
         self.search = BatchedMCTS(self.mcts_config)
         self.loss_weights = loss_weights
-        self.frame_stack = 1  # set from the datamodule's spec in setup()
         self.rng = np.random.default_rng(np.random.SeedSequence([seed, 7]))
-        self._augment_rng: torch.Generator | None = None  # made on the training device at the first augmentation
-        self._augment_rng_state: torch.Tensor | None = None  # a resumed run's, applied when it is made
-        self._action_ids: dict[str, tuple[torch.Tensor | None]] = {}
         self.task_weights: dict[str, float] = {}  # ω per game, set by a task-weight rule (finetuning)
 
     # ---------------------------------------------------------------- plumbing
@@ -161,31 +152,9 @@ class EfficientZeroModule(L.LightningModule):
             p.requires_grad_(False)
         return clone
 
-    def configure_callbacks(self) -> list[L.Callback]:
-        """Every checkpoint writes its replay snapshot: an explicit call, not a side effect of ``state_dict``."""
-        return [ReplaySnapshots()]
-
     def setup(self, stage: str) -> None:
-        dm = task_data(self._trainer)
-        if dm is not None:
-            if tuple(dm.obs_shape) != tuple(self.net.obs_shape) or dm.num_actions != self.net.num_actions:
-                raise ValueError(
-                    f"the model is built for observations {self.net.obs_shape} and {self.net.num_actions} actions, "
-                    f"but the data has {tuple(dm.obs_shape)} and {dm.num_actions}: set model.obs_shape / "
-                    "model.num_actions to match (the CLI links them from the data)"
-                )
-            self.frame_stack = dm.frame_stack
+        super().setup(stage)
         self.rng = np.random.default_rng(np.random.SeedSequence([self.hparams.seed, 7, self.global_rank]))
-
-    def data_task_ids(self) -> list[str]:
-        """The games of the attached datamodule (empty without one)."""
-        dm = task_data(self._trainer)
-        return list(dm.task_ids) if dm is not None else []
-
-    def target_task_id(self) -> str | None:
-        """The game the attached datamodule plays online (None without one, or for offline data)."""
-        dm = task_data(self._trainer)
-        return dm.target_task_id if dm is not None else None
 
     @property
     def sampling(self) -> dict[str, int]:
@@ -196,20 +165,6 @@ class EfficientZeroModule(L.LightningModule):
         """Visit-count temperature for acting at this point of training (:func:`temperature_at`)."""
         total = max(self.trainer.max_steps, 1) if self._trainer is not None else 1
         return temperature_at(self.global_step / total, self.hparams.temperature_schedule)
-
-    def action_ids_for(self, task_id: str) -> torch.Tensor | None:
-        """Map a game's own actions into this network's action space (None when the two coincide): the data knows
-        the games it holds; another game (an evaluation elsewhere) is looked up from its environment."""
-        if task_id not in self._action_ids:
-            dm = task_data(self._trainer)
-            if dm is not None and task_id in dm.task_ids:
-                ids = dm.game_action_ids(task_id)
-                ids = None if ids == tuple(range(self.net.num_actions)) else ids
-            else:
-                ids = network_action_ids(task_id, self.net.num_actions, dm.env_options if dm is not None else None)
-            self._action_ids[task_id] = (None if ids is None else torch.tensor(ids),)
-        ids = self._action_ids[task_id][0]
-        return None if ids is None else ids.to(self.device)
 
     def actor(self):
         """A greedy-or-sampling MCTS actor over a snapshot of the weights refreshed every ``actor_update_interval``."""
@@ -319,18 +274,6 @@ class EfficientZeroModule(L.LightningModule):
             self.loss_weights,
         )
 
-    def augment(self, obs: torch.Tensor) -> torch.Tensor:
-        """:func:`augment` with this rank's own generator, saved in checkpoints (torch's global RNG is not)."""
-        gen = self._augment_rng
-        if gen is None or gen.device != obs.device:
-            gen = torch.Generator(device=obs.device)
-            gen.manual_seed(int(np.random.SeedSequence([self.hparams.seed, 8, self.global_rank]).generate_state(1)[0]))
-            if self._augment_rng_state is not None:
-                gen.set_state(self._augment_rng_state)
-                self._augment_rng_state = None
-            self._augment_rng = gen
-        return augment(obs, gen)
-
     def joint_loss(self, batch: dict[str, TaskBatch]) -> tuple[LossOutput, dict[str, slice]]:
         """One forward over every game's rows (batch-norm statistics over the whole batch); each game's rows in it."""
         weights = [b["weights"] * self.task_weight(t) for t, b in batch.items()]
@@ -342,20 +285,6 @@ class EfficientZeroModule(L.LightningModule):
         self.optimize(out.loss, out.terms)
         self.after_update(batch, out, slices)
         return out.loss.detach()
-
-    def optimize(self, loss: torch.Tensor, terms: dict[str, torch.Tensor]) -> None:
-        """Backward, clip, step, schedule; a non-finite loss stops the run with its terms."""
-        check_finite(loss, terms, self.global_step)
-        self.optimizers().zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        self.step_optimizer()
-
-    def step_optimizer(self) -> None:
-        """Clip the gradients already in ``.grad``, step, advance the learning-rate schedule."""
-        opt = self.optimizers()
-        self.clip_gradients(opt, gradient_clip_val=self.hparams.max_grad_norm, gradient_clip_algorithm="norm")
-        opt.step()
-        self.lr_schedulers().step()
 
     def task_metrics(self, task_id: str, prepared: TaskBatch, out: LossOutput, rows: slice) -> dict[str, float]:
         """Extra per-game figures for TensorBoard (stages add theirs)."""
@@ -390,76 +319,33 @@ class EfficientZeroModule(L.LightningModule):
             self.target_net.load_state_dict(self.net.state_dict())
 
     def log_common(self, logs: dict[str, Any], batch_size: int) -> None:
-        """Learning rate, temperature and the datamodule's own figures alongside ``logs``."""
-        logs["train/lr"] = self.optimizers().param_groups[0]["lr"]
         logs["train/temperature"] = self.temperature()
-        dm = task_data(self._trainer)
-        if dm is not None:
-            logs.update(dm.pop_stats())
-        self.log_dict(logs, on_step=True, prog_bar=False, batch_size=batch_size)
-        if "data/env_steps" in logs:
-            self.log("env_steps", logs["data/env_steps"], prog_bar=True, on_step=True, batch_size=1)
+        super().log_common(logs, batch_size)
 
-    def configure_optimizers(self):
-        hp = self.hparams
-        params = [p for p in self.net.parameters() if p.requires_grad]
-        if hp.optimizer == "sgd":
-            opt = torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
-        else:
-            opt = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
+    # ---------------------------------------------------------------- checkpoints
+    def rank_rng_states(self) -> dict[str, Any]:
+        return {"search": self.rng.bit_generator.state, **super().rank_rng_states()}
 
-        def schedule(step: int) -> float:
-            if step < hp.lr_warmup_steps:
-                return (step + 1) / hp.lr_warmup_steps
-            return hp.lr_decay_rate ** math.floor((step - hp.lr_warmup_steps) / hp.lr_decay_steps)
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+    def restore_rank_rngs(self, states: dict[str, Any]) -> None:
+        super().restore_rank_rngs(states)
+        self.rng.bit_generator.state = states["search"]
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """What the network is, and what a resumed run needs beyond Lightning's state: each rank's search and
-        augmentation RNGs, and the weights the actor is acting with (refreshed every ``actor_update_interval``
-        steps, so generally older than the current ones)."""
-        augment_rng = self._augment_rng.get_state() if self._augment_rng is not None else self._augment_rng_state
+        """Also the weights the actor is acting with (refreshed every ``actor_update_interval`` steps, so
+        generally older than the current ones)."""
+        super().on_save_checkpoint(checkpoint)
         snap = self._snapshot
-        checkpoint["xtra"] = {
-            "network": self.net.describe(),
-            "task_ids": self.data_task_ids(),
-            "acting": "mcts",
-            "rank_rngs": gather_from_ranks({"search": self.rng.bit_generator.state, "augment": augment_rng}),
-            "actor": None if snap["net"] is None else {"step": snap["step"], "state_dict": snap["net"].state_dict()},
-            "format_version": 1,
-        }
+        checkpoint["xtra"]["actor"] = (
+            None if snap["net"] is None else {"step": snap["step"], "state_dict": snap["net"].state_dict()}
+        )
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        saved = saved_description(checkpoint.get("xtra", {}).get("network"))
-        if saved is not None and saved != self.net.describe():
-            raise ValueError(
-                f"checkpoint network {saved} differs from this model's {self.net.describe()}: use the config the "
-                "checkpoint was trained with (model.network / model.network_overrides / data.task_id)"
-            )
+        super().on_load_checkpoint(checkpoint)
         saved = checkpoint.get("xtra", {})
-        if "rank_rngs" in saved:
-            rngs = saved["rank_rngs"]
-            world = self.trainer.world_size if self._trainer is not None else 1
-            if len(rngs) != world:
-                raise ValueError(f"the checkpoint holds the RNG states of {len(rngs)} rank(s), this run has {world}; "
-                                 "resume with as many ranks")  # fmt: skip
-            mine = rngs[self.global_rank]
-            self.rng.bit_generator.state = mine["search"]
-            self._augment_rng, self._augment_rng_state = None, mine["augment"]
-        elif "rng" in saved:  # written before per-rank RNG states
+        if "rank_rngs" not in saved and "rng" in saved:  # written before per-rank RNG states
             self.rng.bit_generator.state = saved["rng"]
         if saved.get("actor") is not None:
             self._snapshot["net"] = self._frozen_copy()
             self._snapshot["net"].load_state_dict(saved["actor"]["state_dict"])
             self._snapshot["net"].eval()
             self._snapshot["step"] = int(saved["actor"]["step"])
-
-
-def check_finite(loss: torch.Tensor, terms: dict[str, torch.Tensor], step: int) -> None:
-    if not torch.isfinite(loss):
-        raise FloatingPointError(
-            f"non-finite loss at step {step} (terms: { {k: float(v) for k, v in terms.items()} }); "
-            "lower model.lr or check the data"
-        )

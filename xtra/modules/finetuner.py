@@ -29,7 +29,8 @@ import torch.distributed as dist
 from xtra.checkpoints import load_network, require_same_network
 from xtra.gradients import assign_flat_gradient, cosine_to_first, flat_gradient, pcgrad
 from xtra.losses import LossOutput, reduce_loss
-from xtra.modules.efficientzero import EfficientZeroModule, check_finite, task_slices
+from xtra.modules.base import check_finite
+from xtra.modules.efficientzero import EfficientZeroModule, task_slices
 
 
 @contextmanager

@@ -1,0 +1,201 @@
+"""NetworkModule: what every stage that trains an EfficientZero network needs, and nothing of the search.
+
+The network, its optimiser and schedule, augmentation, the data contract (games, target game, action ids), logging
+and the checkpoint's description of the network. :class:`~xtra.modules.efficientzero.EfficientZeroModule` adds the
+search, the target network and the EfficientZero step; behaviour cloning needs only this.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import lightning as L
+import numpy as np
+import torch
+
+from xtra.augmentation import augment
+from xtra.callbacks.replay_snapshots import ReplaySnapshots
+from xtra.datamodules.contract import task_data
+from xtra.distributed import gather_from_ranks
+from xtra.envs import network_action_ids
+from xtra.network import EfficientZeroNet, network_config, saved_description
+
+
+class NetworkModule(L.LightningModule):
+    """An EfficientZero network under training.
+
+    Args:
+        obs_shape, num_actions: linked from the datamodule (the stacked observation and the action count).
+        network: a preset of :data:`xtra.network.PRESETS`; ``network_overrides`` changes single fields.
+        optimizer: ``sgd`` (EZ: momentum 0.9, lr 0.2 warmed up over ``lr_warmup_steps``, ×``lr_decay_rate``
+            every ``lr_decay_steps``) or ``adam``.
+        augmentation: random shift + intensity on training observations (Atari).
+        seed: set from ``seed_everything`` by the CLI.
+    """
+
+    acting = "policy"  # how evaluation acts, recorded in checkpoints: "policy" (the policy head) or "mcts"
+
+    def __init__(
+        self,
+        obs_shape: tuple[int, int, int] = (12, 96, 96),
+        num_actions: int = 18,
+        network: str = "efficientzero",
+        network_overrides: dict[str, Any] | None = None,
+        optimizer: Literal["sgd", "adam"] = "sgd",
+        lr: float = 0.2,
+        lr_warmup_steps: int = 1_000,
+        lr_decay_steps: int = 100_000,
+        lr_decay_rate: float = 0.1,
+        momentum: float = 0.9,
+        weight_decay: float = 1e-4,
+        max_grad_norm: float = 5.0,
+        augmentation: bool = True,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()  # every subclass's arguments too (Lightning reads the whole __init__ chain)
+        self.automatic_optimization = False
+        self.net = EfficientZeroNet(tuple(obs_shape), num_actions, network_config(network, **(network_overrides or {})))
+        self.frame_stack = 1  # set from the datamodule's spec in setup()
+        self._augment_rng: torch.Generator | None = None  # made on the training device at the first augmentation
+        self._augment_rng_state: torch.Tensor | None = None  # a resumed run's, applied when it is made
+        self._action_ids: dict[str, tuple[torch.Tensor | None]] = {}
+
+    # ---------------------------------------------------------------- the data
+    def configure_callbacks(self) -> list[L.Callback]:
+        """Every checkpoint writes its replay snapshot: an explicit call, not a side effect of ``state_dict``."""
+        return [ReplaySnapshots()]
+
+    def setup(self, stage: str) -> None:
+        dm = task_data(self._trainer)
+        if dm is not None:
+            if tuple(dm.obs_shape) != tuple(self.net.obs_shape) or dm.num_actions != self.net.num_actions:
+                raise ValueError(
+                    f"the model is built for observations {self.net.obs_shape} and {self.net.num_actions} actions, "
+                    f"but the data has {tuple(dm.obs_shape)} and {dm.num_actions}: set model.obs_shape / "
+                    "model.num_actions to match (the CLI links them from the data)"
+                )
+            self.frame_stack = dm.frame_stack
+
+    def data_task_ids(self) -> list[str]:
+        """The games of the attached datamodule (empty without one)."""
+        dm = task_data(self._trainer)
+        return list(dm.task_ids) if dm is not None else []
+
+    def target_task_id(self) -> str | None:
+        """The game the attached datamodule plays online (None without one, or for offline data)."""
+        dm = task_data(self._trainer)
+        return dm.target_task_id if dm is not None else None
+
+    def action_ids_for(self, task_id: str) -> torch.Tensor | None:
+        """Map a game's own actions into this network's action space (None when the two coincide): the data knows
+        the games it holds; another game (an evaluation elsewhere) is looked up from its environment."""
+        if task_id not in self._action_ids:
+            dm = task_data(self._trainer)
+            if dm is not None and task_id in dm.task_ids:
+                ids = dm.game_action_ids(task_id)
+                ids = None if ids == tuple(range(self.net.num_actions)) else ids
+            else:
+                ids = network_action_ids(task_id, self.net.num_actions, dm.env_options if dm is not None else None)
+            self._action_ids[task_id] = (None if ids is None else torch.tensor(ids),)
+        ids = self._action_ids[task_id][0]
+        return None if ids is None else ids.to(self.device)
+
+    def evaluation_actor(self, task_id: str):
+        """How evaluation episodes act (each stage says)."""
+        raise NotImplementedError
+
+    # ---------------------------------------------------------------- training
+    def augment(self, obs: torch.Tensor) -> torch.Tensor:
+        """:func:`augment` with this rank's own generator, saved in checkpoints (torch's global RNG is not)."""
+        gen = self._augment_rng
+        if gen is None or gen.device != obs.device:
+            gen = torch.Generator(device=obs.device)
+            gen.manual_seed(int(np.random.SeedSequence([self.hparams.seed, 8, self.global_rank]).generate_state(1)[0]))
+            if self._augment_rng_state is not None:
+                gen.set_state(self._augment_rng_state)
+                self._augment_rng_state = None
+            self._augment_rng = gen
+        return augment(obs, gen)
+
+    def optimize(self, loss: torch.Tensor, terms: dict[str, torch.Tensor]) -> None:
+        """Backward, clip, step, schedule; a non-finite loss stops the run with its terms."""
+        check_finite(loss, terms, self.global_step)
+        self.optimizers().zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        self.step_optimizer()
+
+    def step_optimizer(self) -> None:
+        """Clip the gradients already in ``.grad``, step, advance the learning-rate schedule."""
+        opt = self.optimizers()
+        self.clip_gradients(opt, gradient_clip_val=self.hparams.max_grad_norm, gradient_clip_algorithm="norm")
+        opt.step()
+        self.lr_schedulers().step()
+
+    def log_common(self, logs: dict[str, Any], batch_size: int) -> None:
+        """The learning rate and the datamodule's own figures alongside ``logs``."""
+        logs["train/lr"] = self.optimizers().param_groups[0]["lr"]
+        dm = task_data(self._trainer)
+        if dm is not None:
+            logs.update(dm.pop_stats())
+        self.log_dict(logs, on_step=True, prog_bar=False, batch_size=batch_size)
+        if "data/env_steps" in logs:
+            self.log("env_steps", logs["data/env_steps"], prog_bar=True, on_step=True, batch_size=1)
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        params = [p for p in self.net.parameters() if p.requires_grad]
+        if hp.optimizer == "sgd":
+            opt = torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+        else:
+            opt = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
+
+        def schedule(step: int) -> float:
+            if step < hp.lr_warmup_steps:
+                return (step + 1) / hp.lr_warmup_steps
+            return hp.lr_decay_rate ** math.floor((step - hp.lr_warmup_steps) / hp.lr_decay_steps)
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # ---------------------------------------------------------------- checkpoints
+    def rank_rng_states(self) -> dict[str, Any]:
+        """This rank's RNG states that a resumed run needs (stages with more RNGs add theirs)."""
+        return {"augment": self._augment_rng.get_state() if self._augment_rng is not None else self._augment_rng_state}
+
+    def restore_rank_rngs(self, states: dict[str, Any]) -> None:
+        self._augment_rng, self._augment_rng_state = None, states["augment"]
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """What the network is, how it acts, which games it learnt, and every rank's RNG states."""
+        checkpoint["xtra"] = {
+            "network": self.net.describe(),
+            "task_ids": self.data_task_ids(),
+            "acting": self.acting,
+            "rank_rngs": gather_from_ranks(self.rank_rng_states()),
+            "format_version": 1,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved = saved_description(checkpoint.get("xtra", {}).get("network"))
+        if saved is not None and saved != self.net.describe():
+            raise ValueError(
+                f"checkpoint network {saved} differs from this model's {self.net.describe()}: use the config the "
+                "checkpoint was trained with (model.network / model.network_overrides / data.task_id)"
+            )
+        rngs = checkpoint.get("xtra", {}).get("rank_rngs")
+        if rngs is not None:
+            world = self.trainer.world_size if self._trainer is not None else 1
+            if len(rngs) != world:
+                raise ValueError(f"the checkpoint holds the RNG states of {len(rngs)} rank(s), this run has {world}; "
+                                 "resume with as many ranks")  # fmt: skip
+            self.restore_rank_rngs(rngs[self.global_rank])
+
+
+def check_finite(loss: torch.Tensor, terms: dict[str, torch.Tensor], step: int) -> None:
+    if not torch.isfinite(loss):
+        raise FloatingPointError(
+            f"non-finite loss at step {step} (terms: { {k: float(v) for k, v in terms.items()} }); "
+            "lower model.lr or check the data"
+        )
