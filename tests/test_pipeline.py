@@ -83,7 +83,7 @@ def test_only_games_whose_teacher_beats_random_play_are_replayed_offline(tmp_pat
     on the target alone."""
     import json
 
-    from xtra.pipeline import beats_random, offline_overrides, random_return, transferable_games
+    from xtra.pipeline import beats_random, offline_overlay, random_return, transferable_games
 
     assert beats_random(np.array([5.0, 6.0, 7.0, 6.0]), 3.8) and not beats_random(np.array([0.0, 1.0, 0.0, 1.0]), 0.5)
     rng = np.random.default_rng(0)
@@ -97,11 +97,14 @@ def test_only_games_whose_teacher_beats_random_play_are_replayed_offline(tmp_pat
     assert random_return("minatar/asterix") > 0.3  # random play scores, so a 0/1 teacher is not above it
     assert transferable_games(tmp_path, pretrain) == ["minatar/space_invaders"]
     datasets = {t: tmp_path / "datasets" / t.split("/")[1] for t in pretrain}
-    gated = offline_overrides(tmp_path, pretrain, datasets, gated=True)
-    assert gated == [f"--data.init_args.offline.init_args.datasets=[{datasets['minatar/space_invaders']}]"]
-    every = offline_overrides(tmp_path, pretrain, datasets, gated=False)
-    assert every == [f"--data.init_args.offline.init_args.datasets=[{','.join(str(d) for d in datasets.values())}]"]
-    assert offline_overrides(tmp_path, ["minatar/asterix"], datasets, gated=True) == ["--data.init_args.offline=null"]
+
+    def replayed(overlay):
+        offline = overlay["data"]["init_args"]["offline"]
+        return None if offline is None else offline["init_args"]["datasets"]
+
+    assert replayed(offline_overlay(tmp_path, pretrain, datasets, gated=True)) == [str(datasets[pretrain[1]])]
+    assert replayed(offline_overlay(tmp_path, pretrain, datasets, gated=False)) == [str(d) for d in datasets.values()]
+    assert replayed(offline_overlay(tmp_path, ["minatar/asterix"], datasets, gated=True)) is None
 
 
 def composed(config: Path) -> dict:
@@ -216,6 +219,12 @@ def test_budget_flags_size_their_stage_and_refuse_zero(tmp_path, capsys):
     budget = budget_from_args(args)
     assert (budget.dataset_env_steps, budget.teacher_updates) == (3000, 7)  # explicit sizes win over --scale
     assert budget.student_updates == int(Budget().student_updates * 0.5)  # the rest is scaled
-    stages = stage_jobs(tmp_path, CONFIGS, "minatar/breakout", ["minatar/asterix"], budget, seed=0)
-    assert "--trainer.max_steps=7" in stages[1][0].overrides
-    assert "--data.init_args.env_steps=3000" in stages[0][0].overrides
+    stages = stage_jobs(tmp_path, CONFIGS, "minatar/breakout", ["minatar/asterix"], budget, seed=0,
+                        methods=("xtra", "efficientzero"))  # fmt: skip
+    assert stages[1][0].overlay["trainer"]["max_steps"] == 7
+    assert stages[0][0].overlay["data"]["init_args"]["env_steps"] == 3000
+    # each job's overlay puts the online data's settings where its config keeps them
+    xtra_job, ez_job = stages[3]
+    assert xtra_job.overlay["data"]["init_args"]["target"]["init_args"]["task_id"] == "minatar/breakout"
+    assert ez_job.overlay["data"]["init_args"]["task_id"] == "minatar/breakout"
+    assert xtra_job.overlay["model"]["init_args"]["pretrained"].endswith("student.ckpt")

@@ -1,7 +1,8 @@
 """``xtra-pipeline``: the whole XTRA pipeline at MinAtar scale, end to end, on a CPU.
 
-Stages (each one ``xtra fit -c configs/minatar/<stage>.yaml`` with the budget's overrides, run as a subprocess
-whose log goes to ``<out>/logs/``; independent jobs run side by side):
+Stages (each one ``xtra fit -c configs/minatar/<stage>.yaml -c <out>/overlays/<job>.yaml``: the stage config
+and an overlay with the budget and the inputs, written before the job starts, so every job's config is a file;
+run as a subprocess whose log goes to ``<out>/logs/``; independent jobs run side by side):
 
 1. datasets   — a short online EfficientZero run per pretraining game, its replay saved as an offline dataset
 2. teachers   — an offline EfficientZero teacher per pretraining game
@@ -26,7 +27,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,20 +36,25 @@ from xtra.collector import COLLAPSE_SHARE, Evaluated, evaluate, random_actor
 from xtra.envs import env_spec, game_name
 from xtra.network import ACTION_ENCODINGS
 from xtra.scores import bootstrap_ci, hierarchical_bootstrap_ci
-from xtra.shipped import composed_yaml, online_data_key, resolve_config
+from xtra.shipped import composed_yaml, merged, nested, online_data_path, resolve_config
 
 
 @dataclass
 class Job:
     name: str
     config: str
-    overrides: list[str]
+    overlay: dict  # the budget and inputs, over the stage config (written to ``overlay_path`` at the start)
     output: Path  # exists once the job is done
     log: Path
     total_steps: int
-    late_overrides: Callable[[], list[str]] | None = None  # overrides known only once earlier stages have run
+    late_overlay: Callable[[], dict] | None = None  # what is known only once earlier stages have run
+    overrides: list[str] = field(default_factory=list)  # further command-line overrides (scripts of results/)
     process: subprocess.Popen | None = None
     started: float = 0.0
+
+    @property
+    def overlay_path(self) -> Path:
+        return self.log.parent.parent / "overlays" / f"{self.log.stem}.yaml"
 
 
 @dataclass
@@ -87,8 +93,8 @@ PROGRESS = "xtra.callbacks.progress.ProgressFile"
 COMPLETE = "complete.json"  # written into a run directory once its job exits cleanly
 
 
-def callbacks_json(*callbacks: tuple[str, dict]) -> str:
-    return json.dumps([{"class_path": c, "init_args": a} for c, a in callbacks])
+def callbacks(*callbacks: tuple[str, dict]) -> list[dict]:
+    return [{"class_path": c, "init_args": a} for c, a in callbacks]
 
 
 def eval_callback(every: int, episodes: int, at_start: bool = True) -> tuple[str, dict]:
@@ -111,7 +117,8 @@ class Method:
     pretrained: bool  # starts from the student
     offline: bool  # trains on the offline games too
     task_weights: bool  # gradient-cosine η (otherwise η = 1)
-    overrides: tuple[str, ...] = ()  # further command-line overrides of the config
+    model: dict = field(default_factory=dict)  # further model settings (``model.init_args``)
+    online: dict = field(default_factory=dict)  # further settings of the online data, wherever it sits
     gated: bool = False  # offline games only where the teacher beats random play (``transferable_games``)
 
 
@@ -127,13 +134,13 @@ METHODS: dict[str, Method] = {
                               True, True, False),
     # the finetuning defaults, one at a time set to another choice (the authors' or an earlier default)
     "xtra-random-warmup": Method("XTRA, 500 random warm-up steps before the student acts", "xtra.yaml", True, True,
-                                 True, ("--data.init_args.target.init_args.warmup_actor=random",)),
+                                 True, online={"warmup_actor": "random"}),
     "xtra-reanalyse": Method("XTRA, all target rows reanalysed", "xtra.yaml", True, True, True,
-                             ("--model.init_args.reanalyse_fraction=1.0",)),
+                             model={"reanalyse_fraction": 1.0}),
     "xtra-keep-policy": Method("XTRA, the student's policy head kept", "xtra.yaml", True, True,
-                               True, ("--model.init_args.reset_policy_head=false",)),
+                               True, model={"reset_policy_head": False}),
     "xtra-task-rows": Method("XTRA, per-task-rows gradient probe", "xtra.yaml", True, True, True,
-                             ("--model.init_args.gradient_probe=task_rows",)),
+                             model={"gradient_probe": "task_rows"}),
     # measured on 3 seeds: not better than replaying every game (README: "The competence gate"), so not the default
     "xtra-gated": Method("XTRA, offline games whose teacher beats random play only", "xtra.yaml", True, True, True,
                          gated=True),
@@ -151,48 +158,48 @@ def stage_jobs(
     methods: tuple[str, ...] = DEFAULT_METHODS,
     action_encoding: str | None = None,
 ) -> list[list[Job]]:
-    """The stages of one seed, each a list of jobs that may run side by side.
+    """The stages of one seed, each a list of jobs that may run side by side; each job an overlay on its stage's
+    config, with the keys where that config keeps them (the online data's settings: ``online_data_path``).
 
     ``action_encoding`` overrides the presets' encoding in every stage (teachers, student, finetuning, baselines).
     """
     game = game_name
-    common = [f"--seed_everything={seed}", "--trainer.enable_progress_bar=false", "--trainer.log_every_n_steps=25"]
+    common: dict = {"seed_everything": seed, "trainer": {"enable_progress_bar": False, "log_every_n_steps": 25}}
     if action_encoding is not None:
-        common.append(f'--model.init_args.network_overrides={{"action_encoding": "{action_encoding}"}}')
+        common["model"] = {"init_args": {"network_overrides": {"action_encoding": action_encoding}}}
     datasets = {t: out / "datasets" / game(t) for t in pretrain}
     teachers = {t: out / "teachers" / f"{game(t)}.ckpt" for t in pretrain}
     student = out / "student.ckpt"
-    run_dir = {
-        name: out / "runs" / name
-        for name in [*(f"dataset-{game(t)}" for t in pretrain), *(f"teacher-{game(t)}" for t in pretrain), "student"]
-    }
-    ev = b.eval_episodes
+    ev = eval_callback(0, b.eval_episodes, at_start=False)
+
+    def trainer(max_steps: int, run: str, *cbs: tuple[str, dict]) -> dict:
+        root = str(out / "runs" / run)
+        return {"trainer": {"max_steps": max_steps, "default_root_dir": root, "callbacks": callbacks(*cbs)}}
+
+    def online(config: str, values: dict) -> dict:
+        return nested(online_data_path(composed_yaml(str(configs / config))), values)
+
     stage1 = [
-        Job(f"dataset {game(t)}", "dataset.yaml", [
-            f"--data.init_args.task_id={t}", f"--data.init_args.save_dataset={datasets[t]}",
-            f"--data.init_args.env_steps={b.dataset_env_steps}", f"--data.init_args.warmup_steps={b.warmup_steps}",
-            f"--data.init_args.update_to_data={b.update_to_data}", f"--trainer.max_steps={b.dataset_updates}",
-            f"--trainer.callbacks={callbacks_json(eval_callback(0, ev, at_start=False))}",
-            f"--trainer.default_root_dir={run_dir['dataset-' + game(t)]}",
-        ], datasets[t] / "manifest.json", out / "logs" / f"dataset-{game(t)}.log", b.dataset_updates)
+        Job(f"dataset {game(t)}", "dataset.yaml", merged(
+            trainer(b.dataset_updates, f"dataset-{game(t)}", ev),
+            online("dataset.yaml", {"task_id": t, "save_dataset": str(datasets[t]), "env_steps": b.dataset_env_steps,
+                                    "warmup_steps": b.warmup_steps, "update_to_data": b.update_to_data}),
+        ), datasets[t] / "manifest.json", out / "logs" / f"dataset-{game(t)}.log", b.dataset_updates)
         for t in pretrain
     ]  # fmt: skip
     stage2 = [
-        Job(f"teacher {game(t)}", "teacher.yaml", [
-            f"--data.init_args.datasets=[{datasets[t]}]", f"--trainer.max_steps={b.teacher_updates}",
-            f"--trainer.callbacks={callbacks_json(eval_callback(0, ev, at_start=False), export_callback(teachers[t]))}",
-            f"--trainer.default_root_dir={run_dir['teacher-' + game(t)]}",
-        ], teachers[t], out / "logs" / f"teacher-{game(t)}.log", b.teacher_updates)
+        Job(f"teacher {game(t)}", "teacher.yaml", merged(
+            trainer(b.teacher_updates, f"teacher-{game(t)}", ev, export_callback(teachers[t])),
+            {"data": {"init_args": {"datasets": [str(datasets[t])]}}},
+        ), teachers[t], out / "logs" / f"teacher-{game(t)}.log", b.teacher_updates)
         for t in pretrain
     ]  # fmt: skip
     stage3 = [
-        Job("student", "distill.yaml", [
-            f"--model.init_args.teachers=[{','.join(str(teachers[t]) for t in pretrain)}]",
-            f"--data.init_args.datasets=[{','.join(str(datasets[t]) for t in pretrain)}]",
-            f"--trainer.max_steps={b.student_updates}",
-            f"--trainer.callbacks={callbacks_json(eval_callback(0, ev, at_start=False), export_callback(student))}",
-            f"--trainer.default_root_dir={run_dir['student']}",
-        ], student, out / "logs" / "student.log", b.student_updates)
+        Job("student", "distill.yaml", merged(
+            trainer(b.student_updates, "student", ev, export_callback(student)),
+            {"model": {"init_args": {"teachers": [str(teachers[t]) for t in pretrain]}},
+             "data": {"init_args": {"datasets": [str(datasets[t]) for t in pretrain]}}},
+        ), student, out / "logs" / "student.log", b.student_updates)
     ]  # fmt: skip
     every = b.finetune_updates // b.evaluations
     cycle = max(b.finetune_updates // 8, 10)
@@ -201,38 +208,48 @@ def stage_jobs(
     stage4 = []
     for name in methods:
         m = METHODS[name]
-        data = online_data_key(composed_yaml(str(configs / m.config)))
-        overrides = [
-            f"--trainer.max_steps={b.finetune_updates}", f"--model.init_args.mcts.num_simulations={b.simulations}",
-            f"{data}.task_id={target}", f"{data}.env_steps={b.finetune_env_steps}",
-            f"{data}.warmup_steps={b.warmup_steps}", f"{data}.update_to_data={b.update_to_data}",
-            f"--trainer.callbacks={callbacks_json(eval_callback(every, ev), *([weights] if m.task_weights else []))}",
-            f"--trainer.default_root_dir={out / 'runs' / name}",
-        ]  # fmt: skip
-        overrides += m.overrides
+        model = {"mcts": {"num_simulations": b.simulations}, **m.model}
         if m.pretrained:
-            overrides.append(f"--model.init_args.pretrained={student}")
-        late = None
-        if m.offline:
-            late = functools.partial(offline_overrides, out, pretrain, datasets, m.gated)
-        stage4.append(Job(m.label, m.config, overrides, out / "runs" / name / COMPLETE, out / "logs" / f"{name}.log",
+            model["pretrained"] = str(student)
+        cbs = [eval_callback(every, b.eval_episodes), *([weights] if m.task_weights else [])]
+        overlay = merged(
+            trainer(b.finetune_updates, name, *cbs),
+            {"model": {"init_args": model}},
+            online(m.config, {"task_id": target, "env_steps": b.finetune_env_steps, "warmup_steps": b.warmup_steps,
+                              "update_to_data": b.update_to_data, **m.online}),
+        )  # fmt: skip
+        late = functools.partial(offline_overlay, out, pretrain, datasets, m.gated) if m.offline else None
+        stage4.append(Job(m.label, m.config, overlay, out / "runs" / name / COMPLETE, out / "logs" / f"{name}.log",
                           b.finetune_updates, late))  # fmt: skip
     for stage in (stage1, stage2, stage3, stage4):
         for job in stage:
             job.config = str(configs / job.config)
-            job.overrides = [*common, *job.overrides, f"--trainer.callbacks+={PROGRESS}",
-                             f"--trainer.callbacks.init_args.path={progress_path(job)}"]  # fmt: skip
+            job.overlay = merged(common, job.overlay)
+            job.overlay["trainer"]["callbacks"].append(
+                {"class_path": PROGRESS, "init_args": {"path": str(progress_path(job))}}
+            )
     return [stage1, stage2, stage3, stage4]
 
 
-def offline_overrides(out: Path, pretrain: list[str], datasets: dict[str, Path], gated: bool) -> list[str]:
+def offline_overlay(out: Path, pretrain: list[str], datasets: dict[str, Path], gated: bool) -> dict:
     """The finetune's offline datasets: the transferable games' (``gated``) or every pretraining game's."""
     games = transferable_games(out, pretrain) if gated else list(pretrain)
     if gated:
         print(f"offline games for {out}: {', '.join(games) or 'none'} (teachers clearly above random play)", flush=True)
     if not games:  # nothing learnt offline is worth replaying: the finetune trains on the target alone
-        return ["--data.init_args.offline=null"]
-    return [f"--data.init_args.offline.init_args.datasets=[{','.join(str(datasets[t]) for t in games)}]"]
+        return {"data": {"init_args": {"offline": None}}}
+    return {"data": {"init_args": {"offline": {"init_args": {"datasets": [str(datasets[t]) for t in games]}}}}}
+
+
+def write_overlay(path: Path, overlay: dict) -> None:
+    """The job's overlay as YAML, written atomically (a rerun of the job reads exactly this file)."""
+    import yaml
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("# written by xtra-pipeline: the job's budget and inputs over its stage config\n"
+                   + yaml.safe_dump(overlay, sort_keys=False))  # fmt: skip
+    os.replace(tmp, path)
 
 
 def progress_path(job: Job) -> Path:
@@ -283,8 +300,10 @@ def run_stage(number: int, name: str, jobs: list[Job], jobs_at_once: int) -> Non
                     shutil.rmtree(job.output.parent, ignore_errors=True)
                 job.log.parent.mkdir(parents=True, exist_ok=True)
                 progress_path(job).unlink(missing_ok=True)  # a stopped earlier attempt's progress is not this one's
-                late = job.late_overrides() if job.late_overrides is not None else []
-                cmd = [sys.executable, "-m", "xtra.cli", "fit", "-c", job.config, *job.overrides, *late]
+                overlay = merged(job.overlay, job.late_overlay()) if job.late_overlay is not None else job.overlay
+                write_overlay(job.overlay_path, overlay)
+                cmd = [sys.executable, "-m", "xtra.cli", "fit", "-c", job.config, "-c", str(job.overlay_path),
+                       *job.overrides]  # fmt: skip
                 job.log.write_text("$ " + " ".join(cmd) + "\n")
                 with open(job.log, "a") as log:
                     job.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -544,11 +563,11 @@ def budget_from_args(args: argparse.Namespace) -> Budget:
     """The default budget, scaled (``--scale``, ``--quick``), then the explicit sizes on top."""
     budget = Budget().scaled(0.1 if args.quick and args.scale == 1.0 else args.scale)
     budget.simulations = args.simulations or budget.simulations
-    for field in ("finetune_env_steps", "dataset_env_steps", "teacher_updates", "student_updates"):
-        value = getattr(args, field)
+    for size in ("finetune_env_steps", "dataset_env_steps", "teacher_updates", "student_updates"):
+        value = getattr(args, size)
         if value is not None and value < 1:
-            raise ValueError(f"--{field.replace('_', '-')} must be at least 1")
-        setattr(budget, field, value or getattr(budget, field))
+            raise ValueError(f"--{size.replace('_', '-')} must be at least 1")
+        setattr(budget, size, value or getattr(budget, size))
     budget.eval_episodes = args.eval_episodes or (4 if args.quick else budget.eval_episodes)
     return budget
 

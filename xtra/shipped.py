@@ -78,27 +78,43 @@ def with_shipped_configs(argv: list[str]) -> list[str]:
     return out
 
 
-def composed_yaml(path: str) -> dict:
-    """The keys a config and its bases set (bases first, mappings merged, other values replaced), without the
-    defaults the CLI adds: enough to read a config's structure without building the parser."""
-    import yaml
-
-    def merge(into: dict, new: dict) -> dict:
-        for key, value in new.items():
-            into[key] = (
-                merge(dict(into[key]), value) if isinstance(value, dict) and isinstance(into.get(key), dict) else value
-            )
-        return into
-
+def merged(*overlays: dict) -> dict:
+    """Mappings merged left to right (nested mappings merged, any other value replaced), as repeated ``-c`` do;
+    the arguments are not changed."""
     out: dict = {}
-    for part in config_chain(resolve_config(path)):
-        with open(part) as f:
-            out = merge(out, yaml.safe_load(f) or {})
+    for overlay in overlays:
+        for key, value in overlay.items():
+            both = isinstance(value, dict) and isinstance(out.get(key), dict)
+            out[key] = merged(out[key], value) if both else (merged(value) if isinstance(value, dict) else value)
     return out
 
 
-def online_data_key(cfg: dict) -> str:
-    """The override prefix of the online datamodule's settings in a composed config: nested under ``target`` when
-    the data mixes the online game with offline ones, else the data's own."""
+def nested(path: tuple[str, ...], values: dict) -> dict:
+    """``values`` placed at ``path`` (``("data", "init_args")`` → ``{"data": {"init_args": values}}``)."""
+    for key in reversed(path):
+        values = {key: values}
+    return values
+
+
+def composed_yaml(path: str) -> dict:
+    """The keys a config and its bases set (bases first, merged as repeated ``-c`` merge them), without the
+    defaults the CLI adds: enough to read a config's structure without building the parser."""
+    import yaml
+
+    parts = []
+    for part in config_chain(resolve_config(path)):
+        with open(part) as f:
+            parts.append(yaml.safe_load(f) or {})
+    return merged(*parts)
+
+
+def online_data_path(cfg: dict) -> tuple[str, ...]:
+    """Where a composed config keeps the online datamodule's settings: under ``target`` when the data mixes the
+    online game with offline ones, else in the data's own ``init_args``."""
     init = (cfg.get("data") or {}).get("init_args") or {}
-    return "--data.init_args.target.init_args" if "target" in init else "--data.init_args"
+    return ("data", "init_args", "target", "init_args") if "target" in init else ("data", "init_args")
+
+
+def online_data_key(cfg: dict) -> str:
+    """:func:`online_data_path` as a command-line override prefix."""
+    return "--" + ".".join(online_data_path(cfg))
