@@ -174,10 +174,15 @@ def test_shipped_configs_are_found_outside_the_repository(tmp_path, monkeypatch,
 @pytest.mark.slow
 def test_the_wheel_ships_every_config_under_a_free_distribution_name(tmp_path):
     """`xtra` on PyPI is another project; the wheel is `xtra-rl` and carries every stage config."""
+    import shutil
     import zipfile
 
     root = Path(__file__).parents[1]
-    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(root)],
+    # built from a copy without build outputs: setuptools reuses a checkout's build/, whose stale files would ship
+    source = tmp_path / "source"
+    shutil.copytree(root, source, symlinks=True, ignore=shutil.ignore_patterns(
+        "build", "dist", "*.egg-info", ".venv", ".git", "runs", "results", "__pycache__"))  # fmt: skip
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(source)],
                            capture_output=True, text=True, timeout=600)  # fmt: skip
     assert build.returncode == 0, build.stderr[-2000:]
     (wheel,) = tmp_path.glob("xtra_rl-*.whl")
