@@ -130,6 +130,12 @@ def test_an_overlay_reads_its_base_first_once_and_keeps_what_came_between(tmp_pa
     (tmp_path / "b.yaml").write_text("# extends: a.yaml\n")
     with pytest.raises(ValueError, match="cycle"):
         config_chain(str(tmp_path / "a.yaml"))
+    (tmp_path / "lost.yaml").write_text("# extends: nowhere.yaml\n")
+    with pytest.raises(ValueError, match="lost.yaml extends .*nowhere.yaml, which does not exist"):
+        config_chain(str(tmp_path / "lost.yaml"))
+    with pytest.raises(SystemExit):
+        main(["fit", "--print_config", "-c", str(tmp_path / "lost.yaml")])
+    assert "which does not exist" in capsys.readouterr().err
 
     def printed(*configs):
         with pytest.raises(SystemExit):

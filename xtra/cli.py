@@ -38,10 +38,13 @@ class XtraCLI(LightningCLI):
     def parse_arguments(self, parser: Any, args: Any) -> None:
         """Shipped configs are found from anywhere and every overlay's base is read first (``xtra/shipped.py``),
         however the CLI is built (the ``xtra`` command, a script, a test)."""
-        if isinstance(args, list):
-            args = with_shipped_configs(args)
-        elif args is None and (expanded := with_shipped_configs(sys.argv[1:])) != sys.argv[1:]:
-            args = expanded
+        try:
+            if isinstance(args, list):
+                args = with_shipped_configs(args)
+            elif args is None and (expanded := with_shipped_configs(sys.argv[1:])) != sys.argv[1:]:
+                args = expanded
+        except ValueError as err:  # a broken '# extends:' chain: the parser's usage error, not a traceback
+            parser.error(str(err))
         super().parse_arguments(parser, args)
 
     def before_instantiate_classes(self) -> None:

@@ -46,6 +46,8 @@ def config_chain(path: str) -> list[str]:
     while (base := base_of(chain[0])) is not None:
         if any(Path(base).resolve() == Path(p).resolve() for p in chain):
             raise ValueError(f"{path}: its '{EXTENDS}' lines form a cycle through {base}")
+        if not Path(base).is_file():
+            raise ValueError(f"{chain[0]} extends {base}, which does not exist: fix its '{EXTENDS}' line")
         chain.insert(0, base)
     return chain
 
