@@ -139,6 +139,11 @@ METHODS: dict[str, Method] = {
                              model={"reanalyse_fraction": 1.0}),
     "xtra-keep-policy": Method("XTRA, the student's policy head kept", "xtra.yaml", True, True,
                                True, model={"reset_policy_head": False}),
+    "xtra-reset-values": Method("XTRA, value and reward output layers reset too", "xtra.yaml", True, True, True,
+                                model={"reset_value_heads": True}),
+    "no-cross-task-reset-values": Method("XTRA w/o cross-task, value and reward output layers reset too",
+                                         "no-cross-task.yaml", True, False, False,
+                                         model={"reset_value_heads": True}),
     "xtra-task-rows": Method("XTRA, per-task-rows gradient probe", "xtra.yaml", True, True, True,
                              model={"gradient_probe": "task_rows"}),
     # measured on 3 seeds: not better than replaying every game (README: "The competence gate"), so not the default

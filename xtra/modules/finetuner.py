@@ -70,6 +70,10 @@ class CrossTaskFinetuner(EfficientZeroModule):
             instead of the student's. A student whose pretraining data favoured one shared action plays that
             action in every state of a new game; with stored (not reanalysed) policy targets its own biased
             search then becomes the target. Not in the authors' code (they finetune every weight).
+        reset_value_heads: start the value and value-prefix output layers from zero too (every action's Q is 0
+            at the start, as in a new network). The student's value and reward predictions on a new game are
+            another game's, and they differ by shared action id: with them the first searches prefer one action
+            whatever the policy prior, and that action's visit counts become the policy targets.
         **kwargs: as :class:`~xtra.modules.efficientzero.EfficientZeroModule`.
     """
 
@@ -82,6 +86,7 @@ class CrossTaskFinetuner(EfficientZeroModule):
         gradient_probe: Literal["task_rows", "joint_backward"] = "joint_backward",
         reanalyse_fraction: float = 1.0,
         reset_policy_head: bool = False,
+        reset_value_heads: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(network=network, reanalyse_fraction=reanalyse_fraction, **kwargs)
@@ -89,10 +94,12 @@ class CrossTaskFinetuner(EfficientZeroModule):
             loaded = load_network(pretrained)
             require_same_network(loaded, self.net, "pretrained model")
             self.net.load_state_dict(loaded.net.state_dict())
-            if reset_policy_head:
-                last = self.net.prediction.policy_head[-1]
-                torch.nn.init.zeros_(last.weight)
-                torch.nn.init.zeros_(last.bias)
+            heads = [self.net.prediction.policy_head] if reset_policy_head else []
+            if reset_value_heads:
+                heads += [self.net.prediction.value_head, self.net.dynamics.prefix_head]
+            for head in heads:
+                torch.nn.init.zeros_(head[-1].weight)
+                torch.nn.init.zeros_(head[-1].bias)
             self.target_net.load_state_dict(self.net.state_dict())
         self.probe_gradients = False  # set by the task-weight callback on its measurement steps
         self.last_similarities: dict[str, float] = {}
