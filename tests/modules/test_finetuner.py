@@ -197,6 +197,31 @@ def test_reset_policy_head_starts_from_a_uniform_prior_and_keeps_the_rest(datase
     assert all(torch.equal(kept.net.state_dict()[k], reset.net.state_dict()[k]) for k in same)
 
 
+def test_reset_value_heads_gives_every_action_the_same_value_and_reward_at_the_start(datasets, student):
+    """The student's value and reward outputs differ by action on a new game; reset, no action is preferred."""
+    dm = cross_task(datasets)
+    kept = CrossTaskFinetuner(pretrained=student, obs_shape=dm.obs_shape, num_actions=dm.num_actions, **SMALL)
+    reset = CrossTaskFinetuner(pretrained=student, obs_shape=dm.obs_shape, num_actions=dm.num_actions,
+                               reset_policy_head=True, reset_value_heads=True, **SMALL)  # fmt: skip
+    obs = torch.randint(0, 2, (4, *dm.obs_shape), dtype=torch.uint8)
+    with torch.no_grad():
+        for net in (reset.net.eval(), reset.target_net.eval()):
+            init = net.initial_inference(obs)
+            zero = {"expected": torch.zeros(4), "atol": 1e-5, "rtol": 0}  # a uniform support's mean, up to rounding
+            torch.testing.assert_close(net.scalar(init.value_logits), **zero)
+            for a in range(dm.num_actions):
+                out = net.recurrent_inference(init.latent, init.hidden, torch.full((4,), a))
+                torch.testing.assert_close(net.scalar(out.value_prefix_logits), **zero)
+                torch.testing.assert_close(net.scalar(out.value_logits), **zero)
+    net = kept.net
+    heads = {"prediction.policy_head": net.prediction.policy_head, "prediction.value_head": net.prediction.value_head,
+             "dynamics.prefix_head": net.dynamics.prefix_head}  # fmt: skip
+    last = tuple(f"{name}.{len(head) - 1}." for name, head in heads.items())
+    before, after = kept.net.state_dict(), reset.net.state_dict()
+    assert all(before[k].abs().sum() > 0 for k in before if k.startswith(last)), "the student's heads were zero"
+    assert all(torch.equal(before[k], after[k]) for k in before if not k.startswith(last))
+
+
 @pytest.mark.parametrize(
     ("batch_size", "share", "target_rows", "per_game"), [(128, 0.5, 64, 32), (100, 0.5, 50, 25), (101, 0.25, 77, 12)]
 )
