@@ -74,7 +74,14 @@ class XtraCLI(LightningCLI):
         return trainer
 
     def before_fit(self) -> None:
-        """``--ckpt_path last`` resumes this run's newest intact checkpoint in its own version folder."""
+        """Every fit writes ``results.json`` when it ends (:class:`~xtra.callbacks.run_record.RunRecord`); ``--ckpt_path
+        last`` resumes this run's newest intact checkpoint in its own version folder."""
+        from xtra.callbacks.run_record import RunRecord
+
+        if not any(isinstance(c, RunRecord) for c in self.trainer.callbacks):
+            config = self.config[self.subcommand]
+            resolved = self._parser(self.subcommand).dump(config, skip_none=False)
+            self.trainer.callbacks.append(RunRecord(resolved, config.get("seed_everything")))
         if self.config_init[self.subcommand].get("ckpt_path") == "last":
             from xtra.resume import resolve_last
 

@@ -83,11 +83,11 @@ class Evaluation(L.Callback):
                 metrics[f"eval/return/{game}"] = mean
                 metrics[f"eval/return_std/{game}"] = float(np.std(returns))
                 metrics[f"eval/top_action_share/{game}"] = played.top_action_share
-                metrics[f"eval/visit_entropy/{game}"] = played.visit_entropy
+                metrics[f"eval/visit_entropy/{game}"] = float(played.visit_entropy)
                 shares = played.action_counts / max(played.action_counts.sum(), 1)
                 metrics.update({f"eval/action_share/{game}/{a}": float(s) for a, s in enumerate(shares)})
                 record["actions"][task] = played.action_counts.tolist()
-                record["visit_entropy"][task] = played.visit_entropy
+                record["visit_entropy"][task] = float(played.visit_entropy)
                 hns = human_normalized(task, mean)
                 if hns is not None:
                     metrics[f"eval/hns/{game}"] = hns
@@ -130,7 +130,10 @@ class Evaluation(L.Callback):
             self.run(trainer, pl_module)
 
     def state_dict(self) -> dict:
-        return {"last_return": self.last_return}
+        """The last return and every evaluation so far (lists of numbers): a resumed run's record and curve
+        (``results.json``) then hold the evaluations from before the stop too."""
+        return {"last_return": self.last_return, "history": self.history}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.last_return = state_dict.get("last_return")
+        self.history = list(state_dict.get("history", []))
