@@ -94,3 +94,39 @@ def hierarchical_bootstrap_ci(
         stats[i] = np.mean([rng.choice(arrays[j], size=len(arrays[j])).mean() for j in chosen])
     lo, hi = np.quantile(stats, [(1 - confidence) / 2, (1 + confidence) / 2])
     return float(lo), float(hi)
+
+
+def mean(scores: np.ndarray) -> float:
+    return float(np.mean(scores))
+
+
+def median(scores: np.ndarray) -> float:
+    """Median over tasks of the per-task mean over runs (``scores`` is ``[runs, tasks]``), as the papers' tables."""
+    return float(np.median(np.mean(np.atleast_2d(scores), axis=0)))
+
+
+def optimality_gap(scores: np.ndarray, threshold: float = 1.0) -> float:
+    """How far the runs stay below ``threshold`` on average (scores above it count as the threshold): lower is
+    better, and unlike the mean it cannot be carried by one game's huge score."""
+    return float(threshold - np.minimum(np.asarray(scores, dtype=np.float64), threshold).mean())
+
+
+def performance_profile(scores: np.ndarray, taus: np.ndarray) -> np.ndarray:
+    """Fraction of all runs × tasks whose score exceeds each τ (the run-score distribution)."""
+    flat = np.asarray(scores, dtype=np.float64).ravel()
+    return (flat[None, :] > np.asarray(taus, dtype=np.float64)[:, None]).mean(1)
+
+
+def profile_ci(
+    scores: np.ndarray, taus: np.ndarray, reps: int = 2_000, confidence: float = 0.95, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pointwise stratified-bootstrap band of :func:`performance_profile` (runs resampled within each task)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    runs, tasks = scores.shape
+    curves = np.empty((reps, len(taus)))
+    for i in range(reps):
+        idx = rng.integers(0, runs, size=(runs, tasks))
+        curves[i] = performance_profile(np.take_along_axis(scores, idx, axis=0), taus)
+    lo, hi = np.quantile(curves, [(1 - confidence) / 2, (1 + confidence) / 2], axis=0)
+    return lo, hi

@@ -1,0 +1,131 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from xtra.report import build_report, load_runs, write_report
+from xtra.scores import bootstrap_ci, iqm, median, optimality_gap, performance_profile
+
+# Atari games with reference scores (random, human): Alien (227.8, 7127.7), Pong (-20.7, 14.6)
+SCORES = {  # method -> game -> final returns of seeds 0, 1, 2
+    "efficientzero": {"atari/Alien": [600.0, 700.0, 800.0], "atari/Pong": [10.0, 12.0, 14.0]},
+    "xtra": {"atari/Alien": [900.0, 1000.0, 1100.0], "atari/Pong": [9.0, 12.0, 6.0]},
+}
+COLLAPSED = {("xtra", "atari/Pong", 2)}
+
+
+def write_run(root: Path, method: str, game: str, seed: int, score: float, collapsed: bool) -> None:
+    counts = [100, 0, 0] if collapsed else [40, 30, 30]
+    final = {"global_step": 100, "env_steps": 400, "games": {game: {
+        "mean": score, "returns": [score] * 4, "action_counts": counts,
+        "top_action_share": max(counts) / sum(counts), "collapsed": collapsed}}}  # fmt: skip
+    curve = [
+        {"global_step": 0, "env_steps": 0, "returns": {game: score / 4}, "collapsed": {game: True}},
+        {"global_step": 100, "env_steps": 400, "returns": {game: score}, "collapsed": {game: collapsed}},
+    ]
+    record = {"seed": seed, "target": game, "final": final, "curve": curve, "commit": "abc", "config_sha256": "h",
+              "wall_s": 1.0}  # fmt: skip
+    path = root / game.split("/")[1] / method / f"seed{seed}" / "results.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(record))
+
+
+@pytest.fixture
+def runs_dir(tmp_path):
+    for method, games in SCORES.items():
+        for game, scores in games.items():
+            for seed, score in enumerate(scores):
+                write_run(tmp_path / "runs", method, game, seed, score, (method, game, seed) in COLLAPSED)
+    return tmp_path / "runs"
+
+
+def hns(game: str, score: float) -> float:
+    random, human = {"atari/Alien": (227.8, 7127.7), "atari/Pong": (-20.7, 14.6)}[game]
+    return (score - random) / (human - random)
+
+
+def test_report_tables_equal_the_figures_computed_by_hand(runs_dir):
+    runs = load_runs([runs_dir], zero_shot_of="xtra")
+    report = build_report(runs, "efficientzero", reps=200)
+    assert report["methods"] == ["efficientzero", "xtra", "zero-shot"]
+    alien = next(r for r in report["per_game"] if r["game"] == "atari/Alien")
+    assert alien["xtra"]["mean"] == 1000.0 and alien["efficientzero"]["mean"] == 700.0
+    assert alien["zero-shot"]["mean"] == 250.0 and alien["zero-shot"]["collapsed"] == 3
+    # improvement: the per-game ratio of means to the baseline's, then mean / median over games (paper Table 1)
+    ratios = [1000 / 700, 9 / 12]
+    assert report["improvement"]["xtra"]["mean"] == pytest.approx(np.mean(ratios))
+    assert report["improvement"]["xtra"]["median"] == pytest.approx(np.median(ratios))
+    assert report["improvement"]["efficientzero"]["mean"] == pytest.approx(1.0)
+    # human-normalised mean / median of the per-game means (paper Table 2)
+    h = [hns("atari/Alien", 1000.0), hns("atari/Pong", 9.0)]
+    assert report["hns"]["xtra"]["mean"] == pytest.approx(np.mean(h))
+    # aggregates over runs × games of human-normalised scores
+    flat = np.sort([hns(g, s) for g, scores in SCORES["xtra"].items() for s in scores])
+    assert report["normalisation"] == "human-normalised"
+    assert report["aggregates"]["xtra"]["IQM"][0] == pytest.approx(flat[1:5].mean())  # 6 runs: drop 1 each end
+    assert report["aggregates"]["xtra"]["mean"][0] == pytest.approx(flat.mean())
+    assert report["aggregates"]["xtra"]["optimality gap"][0] == pytest.approx(1 - np.minimum(flat, 1).mean())
+    assert report["aggregates"]["xtra"]["collapsed"] == 1
+    lo, point, hi = (report["aggregates"]["xtra"]["IQM"][i] for i in (1, 0, 2))
+    assert lo <= point <= hi
+
+
+def test_written_report_marks_collapsed_runs_in_every_table_and_refuses_to_overwrite(runs_dir, tmp_path):
+    out = tmp_path / "report"
+    write_report([str(runs_dir)], out, None, "xtra-report runs --out report", reps=200)
+    text = (out / "report.md").read_text()
+    pong = next(line for line in text.splitlines() if line.startswith("| Pong |"))
+    assert "**collapsed 1/3**" in pong.split("|")[3]  # xtra's column
+    xtra_row = next(line for line in text.splitlines() if line.startswith("| xtra |"))
+    assert xtra_row.split("|")[3].strip() == "**1**"
+    assert "mean improvement (÷ efficientzero)" in text and "normed median" in text
+    rows = (out / "runs.csv").read_text().splitlines()
+    assert len(rows) == 1 + 12 + 6  # header, 12 runs, 6 zero-shot evaluations
+    assert (out / "performance_profile.png").stat().st_size > 0 and (out / "learning_curves.png").stat().st_size > 0
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        write_report([str(runs_dir)], out, None, "again", reps=200)
+
+
+def test_games_without_a_reference_are_normalised_by_the_baseline_and_a_zero_baseline_is_refused(tmp_path):
+    for seed, (a, b) in enumerate([(2.0, 3.0), (4.0, 5.0)]):
+        write_run(tmp_path, "efficientzero-l", "minatar/breakout", seed, a, False)
+        write_run(tmp_path, "xtra", "minatar/breakout", seed, b, False)
+    report = build_report(load_runs([tmp_path]), "efficientzero-l", reps=200)
+    assert report["normalisation"] == "÷ baseline"
+    assert report["aggregates"]["xtra"]["mean"][0] == pytest.approx(np.mean([3 / 3, 5 / 3]))
+    write_run(tmp_path, "zero", "minatar/breakout", 0, 0.0, True)
+    write_run(tmp_path, "zero", "minatar/breakout", 1, 0.0, True)
+    with pytest.raises(ValueError, match="≤ 0"):
+        build_report(load_runs([tmp_path]), "zero", reps=200)
+
+
+def test_stratified_bootstrap_ci_covers_the_true_value_of_a_known_distribution():
+    """95 % intervals of the mean and IQM of N(1, 0.5²) scores cover 1 in about 95 % of 200 experiments."""
+    rng = np.random.default_rng(0)
+    cover = {"mean": 0, "iqm": 0}
+    for i in range(200):
+        scores = rng.normal(1.0, 0.5, size=(10, 5))
+        for name, f in (("mean", np.mean), ("iqm", iqm)):
+            lo, hi = bootstrap_ci(scores, f, reps=300, seed=i)
+            cover[name] += lo <= 1.0 <= hi
+    assert 0.88 <= cover["mean"] / 200 <= 0.99 and 0.88 <= cover["iqm"] / 200 <= 0.99, cover
+
+
+def test_scores_agree_with_rliable():
+    """Point estimates equal rliable's aggregates exactly; the stratified bootstrap intervals agree within the
+    Monte-Carlo error of 2 000 resamples."""
+    from rliable import library as rly
+    from rliable import metrics
+
+    scores = np.random.default_rng(1).gamma(2.0, 0.6, size=(5, 8))
+    ours = [iqm(scores), float(np.mean(scores)), median(scores), optimality_gap(scores)]
+    theirs = [metrics.aggregate_iqm(scores), metrics.aggregate_mean(scores), metrics.aggregate_median(scores),
+              metrics.aggregate_optimality_gap(scores)]  # fmt: skip
+    np.testing.assert_allclose(ours, theirs, rtol=1e-12)
+    point, ci = rly.get_interval_estimates({"m": scores}, lambda s: np.array([metrics.aggregate_iqm(s)]), reps=2000)
+    lo, hi = bootstrap_ci(scores, iqm, reps=2000)
+    assert abs(lo - ci["m"][0, 0]) < 0.05 and abs(hi - ci["m"][1, 0]) < 0.05, ((lo, hi), ci["m"][:, 0])
+    taus = np.linspace(0, 3, 13)
+    profile = rly.create_performance_profile({"m": scores}, taus, reps=2)[0]["m"]
+    np.testing.assert_allclose(performance_profile(scores, taus), profile)
