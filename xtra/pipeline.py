@@ -144,6 +144,9 @@ METHODS: dict[str, Method] = {
     "no-cross-task-reset-values": Method("XTRA w/o cross-task, value and reward output layers reset too",
                                          "no-cross-task.yaml", True, False, False,
                                          model={"reset_value_heads": True}),
+    "no-task-weights-reset-values": Method("XTRA w/o task weights, value and reward output layers reset too",
+                                           "no-task-weights.yaml", True, True, False,
+                                           model={"reset_value_heads": True}),
     "xtra-task-rows": Method("XTRA, per-task-rows gradient probe", "xtra.yaml", True, True, True,
                              model={"gradient_probe": "task_rows"}),
     # measured on 3 seeds: not better than replaying every game (README: "The competence gate"), so not the default
