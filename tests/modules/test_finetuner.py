@@ -144,20 +144,23 @@ def test_per_task_passes_leave_batch_norm_running_statistics_alone(datasets):
 
 
 @pytest.mark.slow
-def test_finetuning_unlearns_a_biased_students_favourite_action(datasets, student, tmp_path):
-    """A student whose policy prefers one action in every state (one logit raised by 4) plays that action alone at
-    the start; finetuning must unlearn the bias, not feed it back through its own searches.
+def test_a_biased_students_favourite_is_gone_at_the_start_and_unlearnt_when_the_heads_are_kept(
+    datasets, student, tmp_path
+):
+    """A student whose policy prefers one action in every state (one logit raised by 4) plays that action alone
+    zero-shot. With the MinAtar finetuning defaults (the heads the shipped ``xtra.yaml`` resets) the first
+    evaluation is not that constant policy; with every head kept, finetuning unlearns the bias instead of feeding it
+    back through its own searches (the favourite's policy mass falls by at least 0.1).
 
-    Asserted: the policy's mean probability of the favourite on the target's states falls by at least 0.1
-    (measured on this setup over 10 seeds: 0.91 at the start, 0.01–0.81 after 120 updates). Not asserted: that the
-    greedy policy is not constant. At this size (4 simulations, a tiny network, 120 updates) EfficientZero from
-    scratch also ends constant in 2 of 4 seeds, and the biased student kept the favourite as its greedy move in 1 of
-    10; with greedy ties broken by search Q, 5 of 8 seeds (module, data, env seeds varied together) still end with
-    ≥ 95 % of greedy moves on one action. Collapse at the pipeline's scale is measured by the pipeline's seeds
-    (README).
+    Not asserted: a non-constant greedy policy *after* the short run. At this size (a tiny network, 4–8
+    simulations, 120–300 updates, no rewards seen on asterix) greedy policies end near-constant whatever the start:
+    EfficientZero from scratch on breakout ended at 0.86–1.0 of its moves on one action, the reset student at
+    0.96–1.0 (results/minatar-breakout-3seeds-reset-values/test-scale-probe/). Collapse after finetuning is
+    measured at the pipeline's scale, on 3 seeds (README).
     """
     from xtra.callbacks.evaluation import Evaluation
     from xtra.envs import network_action_ids
+    from xtra.shipped import composed_yaml
 
     ckpt = torch.load(student, weights_only=True)
     favourite = network_action_ids(TARGET, 6)[-1]
@@ -165,16 +168,28 @@ def test_finetuning_unlearns_a_biased_students_favourite_action(datasets, studen
     ckpt["state_dict"][bias][favourite] += 4.0
     biased = tmp_path / "biased.ckpt"
     torch.save(ckpt, biased)
+    own_index = len(network_action_ids(TARGET, 6)) - 1  # the favourite among asterix's own actions
+    share = f"eval/action_share/asterix/{own_index}"
+
+    shipped = composed_yaml("configs/minatar/xtra.yaml")["model"]["init_args"]
+    resets = {k: shipped[k] for k in ("reset_policy_head", "reset_value_heads") if k in shipped}
+    assert resets.get("reset_policy_head"), "the shipped MinAtar finetuning no longer resets the policy head"
+    dm = cross_task(datasets)
+    defaults = CrossTaskFinetuner(pretrained=str(biased), obs_shape=dm.obs_shape, num_actions=dm.num_actions,
+                                  **resets, **SMALL)  # fmt: skip
+    at_start = Evaluation(every_n_steps=0, episodes=4, at_start=True, at_end=False)
+    trainer(tmp_path / "defaults", 1, callbacks=[at_start]).fit(defaults, dm)
+    first = at_start.history[0]["metrics"]
+    assert first["eval/top_action_share/asterix"] < 0.95 and first[share] < 0.95, first
+
     dm = cross_task(datasets)
     module = CrossTaskFinetuner(pretrained=str(biased), obs_shape=dm.obs_shape, num_actions=dm.num_actions,
                                 **{**SMALL, "lr": 1e-2})  # fmt: skip
     start = CrossTaskFinetuner(pretrained=str(biased), obs_shape=dm.obs_shape, num_actions=dm.num_actions, **SMALL)
     evaluation = Evaluation(every_n_steps=0, episodes=4, at_start=True)
     weights = GradientCosineTaskWeights(cycle=10, measure=2, start=10)
-    trainer(tmp_path, 120, callbacks=[evaluation, weights]).fit(module, dm)
-    first = evaluation.history[0]["metrics"]
-    own_index = len(network_action_ids(TARGET, 6)) - 1  # the favourite among asterix's own actions
-    assert first[f"eval/action_share/asterix/{own_index}"] >= 0.95  # the bias is real: zero-shot it is all it plays
+    trainer(tmp_path / "kept", 120, callbacks=[evaluation, weights]).fit(module, dm)
+    assert evaluation.history[0]["metrics"][share] >= 0.95  # the bias is real: zero-shot it is all it plays
     frames = torch.from_numpy(np.asarray(dm.target.replay.frames[: dm.target.replay.head]))
 
     def favourite_mass(net):
