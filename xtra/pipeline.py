@@ -16,7 +16,6 @@ A stage whose output already exists is reused (and says so); delete the output t
 from __future__ import annotations
 
 import argparse
-import csv
 import functools
 import json
 import math
@@ -35,6 +34,7 @@ import numpy as np
 from xtra.collector import COLLAPSE_SHARE, Evaluated, evaluate, random_actor
 from xtra.envs import env_spec, game_name
 from xtra.network import ACTION_ENCODINGS
+from xtra.report import write_csv
 from xtra.scores import bootstrap_ci, hierarchical_bootstrap_ci
 from xtra.shipped import composed_yaml, merged, nested, online_data_path, resolve_config
 
@@ -441,13 +441,6 @@ def report(out: Path, seed_dirs: dict[int, Path], target: str, pretrain: list[st
     (out / "results.md").write_text(results_markdown(rows, per_seed, quality, target, pretrain, budget))
     plot_curves(out / "learning_curves.png", curves, target)
     return {"rows": rows, "per_seed": per_seed, "quality": quality, "curves": curves}
-
-
-def write_csv(path: Path, rows: list[dict]) -> None:
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def machine() -> str:

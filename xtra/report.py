@@ -218,6 +218,7 @@ def markdown(report: dict, runs: list[RunResult], command: str) -> str:
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
+    """Rows of equal keys as CSV, the header from the first row (every table xtra writes: reports, the pipeline)."""
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
