@@ -129,3 +129,15 @@ def test_scores_agree_with_rliable():
     taus = np.linspace(0, 3, 13)
     profile = rly.create_performance_profile({"m": scores}, taus, reps=2)[0]["m"]
     np.testing.assert_allclose(performance_profile(scores, taus), profile)
+
+
+def test_improvement_reproduces_the_papers_table1_shooter_row(tmp_path):
+    """The paper's shooter rows (EfficientZero vs XTRA) give its printed mean / median improvement, 1.36 / 1.28."""
+    paper = {"Assault": (1027.1, 1294.6), "Carnival": (3022.1, 3860.9), "Centipede": (3322.7, 5681.4),
+             "DemonAttack": (11523.0, 14140.9), "Phoenix": (10954.9, 14579.8)}  # fmt: skip
+    for game, (ez, xtra) in paper.items():
+        write_run(tmp_path, "efficientzero", f"atari/{game}", 0, ez, False)
+        write_run(tmp_path, "xtra", f"atari/{game}", 0, xtra, False)
+    report = build_report(load_runs([tmp_path]), "efficientzero", reps=50)
+    assert round(report["improvement"]["xtra"]["mean"], 2) == 1.36
+    assert round(report["improvement"]["xtra"]["median"], 2) == 1.28
