@@ -4,6 +4,6 @@ WORKDIR /opt/xtra
 RUN pip install --no-cache-dir "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu
 COPY pyproject.toml README.md ./
 COPY xtra ./xtra
-RUN pip install --no-cache-dir ".[minatar]"
+RUN pip install --no-cache-dir ".[minatar,sweep,report]"
 ENTRYPOINT ["xtra"]
 CMD ["--help"]
