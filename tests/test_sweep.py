@@ -116,7 +116,10 @@ def test_a_sweep_runs_through_submitit_skips_finished_runs_and_resumes_a_killed_
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     first = subprocess.run(sweep_cmd(path), capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    records = {p.parent.relative_to(out).as_posix(): json.loads(p.read_text()) for p in out.rglob("results.json")}
+    records = {
+        str(Path(r["run_dir"]).relative_to(out)): r
+        for r in map(json.loads, map(Path.read_text, out.rglob("results.json")))
+    }
     assert sorted(records) == ["breakout/ez-small-batch/seed0", "breakout/ez-small-batch/seed1",
                                "breakout/ez/seed0", "breakout/ez/seed1"]  # fmt: skip
     for name, record in records.items():
@@ -143,13 +146,15 @@ def test_a_sweep_runs_through_submitit_skips_finished_runs_and_resumes_a_killed_
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert not (run_dir / "results.json").exists(), "the run finished before it could be killed"
+    assert not list(run_dir.rglob("results.json")), "the run finished before it could be killed"
     resumed = subprocess.run(sweep_cmd(path), capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert "0 finished (skipped), 2 to run (" in resumed.stdout, resumed.stdout
     commands = [ln for ln in (run_dir / "sweep.log").read_text().splitlines() if ln.startswith("$ ")]
     assert len(commands) == 2 and "--ckpt_path last" not in commands[0] and commands[1].endswith("--ckpt_path last")
-    record = json.loads((run_dir / "results.json").read_text())
+    (path,) = run_dir.rglob("results.json")
+    assert path.parent.name == "version_0"  # the resumed fit's record sits in the version it continued
+    record = json.loads(path.read_text())
     assert record["global_step"] == 40
     assert [p["global_step"] for p in record["curve"]][0] == 4  # the evaluation made before the kill is kept
     assert not list(run_dir.glob("lightning_logs/version_1")), "the resumed run logged into a new version"

@@ -59,17 +59,18 @@ class RunResult:
     config_sha256: str | None
     wall_s: float | None
     curve: tuple[tuple[int, float], ...]  # (env steps, mean return) of every evaluation
+    run_dir: str = ""  # the run's trainer.default_root_dir
 
 
 def load_runs(folders: list[str | Path], zero_shot_of: str | None = None) -> list[RunResult]:
     """Every finished run under ``folders`` (a ``results.json`` with a final evaluation of its target); with
     ``zero_shot_of``, that method's evaluations before its first update also form a method ``zero-shot``."""
-    runs = []
+    runs, seen = [], set()
     for folder in folders:
         folder = Path(folder)
         if not folder.exists():
             raise FileNotFoundError(f"{folder}: no such folder of runs")
-        files = [folder] if folder.name == RESULTS else sorted(folder.rglob(RESULTS))
+        files = [folder] if folder.name == RESULTS else sorted(folder.rglob(RESULTS), key=lambda p: p.stat().st_mtime)
         for path in files:
             record = json.loads(path.read_text())
             final = record.get("final") or {"games": {}}
@@ -79,20 +80,24 @@ def load_runs(folders: list[str | Path], zero_shot_of: str | None = None) -> lis
                 print(f"xtra-report: skipping {path}: no final evaluation of a target game", file=sys.stderr)
                 continue
             game = final["games"][target]
-            here = path.parent
+            here = Path(record["run_dir"]) if record.get("run_dir") else path.parent
             seed_dir = SEED_DIR.fullmatch(here.name)
             method = here.parent.name if seed_dir else here.name
+            if str(here) in seen:  # an earlier fit in the same run folder: the newest record stands
+                print(f"xtra-report: {here} has several records; using the newest", file=sys.stderr)
+                runs = [r for r in runs if r.run_dir != str(here)]
+            seen.add(str(here))
             curve = tuple((int(p.get("env_steps") or 0), float(p["returns"][target]))
                           for p in record.get("curve", []) if target in p["returns"])  # fmt: skip
             common = (record.get("seed"), record.get("commit"), record.get("config_sha256"))
             runs.append(RunResult(path, method, target, common[0], float(game["mean"]), bool(game["collapsed"]),
                                   float(game["top_action_share"]), final.get("env_steps"), *common[1:],
-                                  record.get("wall_s"), curve))  # fmt: skip
+                                  record.get("wall_s"), curve, str(here)))  # fmt: skip
             first = (record.get("curve") or [{}])[0]
             if zero_shot_of is not None and method == zero_shot_of and first.get("global_step") == 0:
                 runs.append(RunResult(path, "zero-shot", target, common[0], float(first["returns"][target]),
                                       bool(first.get("collapsed", {}).get(target, False)), float("nan"), 0,
-                                      *common[1:], None, ()))  # fmt: skip
+                                      *common[1:], None, (), str(here)))  # fmt: skip
     if not runs:
         raise FileNotFoundError(f"no results.json with a final evaluation under {', '.join(map(str, folders))}")
     return runs

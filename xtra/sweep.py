@@ -83,8 +83,10 @@ class Run:
         return f"{game_name(self.target)}/{self.method.name}/seed{self.seed}"
 
     @property
-    def results(self) -> Path:
-        return self.dir / RESULTS
+    def results(self) -> Path | None:
+        """The run's record (in its log folder), or None while it has not finished."""
+        found = sorted(self.dir.glob(f"**/{RESULTS}"), key=lambda p: p.stat().st_mtime)
+        return found[-1] if found else None
 
     def checkpoint(self) -> Path | None:
         """The newest intact checkpoint of an unfinished earlier attempt, if any."""
@@ -93,7 +95,7 @@ class Run:
         return next((p for f in folders if (p := newest_intact(f)) is not None), None)
 
     def state(self) -> str:
-        if self.results.exists():
+        if self.results is not None:
             return "done"
         return "resume" if self.checkpoint() is not None else "new"
 
@@ -306,7 +308,7 @@ def watch(running, waiting, slots, outcome, total, executor, threads, poll_s) ->
             running.remove((run, job))
             try:
                 job.result()
-                outcome[run.name] = "done" if run.results.exists() else "failed: no results.json written"
+                outcome[run.name] = "done" if run.results is not None else "failed: no results.json written"
             except Exception as err:  # the run's own log says why; the sweep goes on with the others
                 lines = str(err).strip().splitlines()
                 outcome[run.name] = f"failed: {lines[-1] if lines else repr(err)}"

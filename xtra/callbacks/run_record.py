@@ -40,7 +40,9 @@ def source_commit() -> str | None:
 
 
 class RunRecord(L.Callback):
-    """Write ``<default_root_dir>/results.json`` when a fit ends (rank 0), atomically.
+    """Write ``results.json`` into the run's log folder (``<default_root_dir>/lightning_logs/version_N/``, or the
+    root without a logger) when a fit ends (rank 0), atomically. A new fit in the same root gets a new version
+    folder, so no record is overwritten; a resumed fit continues its version and rewrites its own record.
 
     It holds the last evaluation (per game: episode returns, greedy-move counts, whether the greedy policy
     collapsed onto one action), the curve of every evaluation of the run, the config's SHA-256 (of the resolved
@@ -77,6 +79,7 @@ class RunRecord(L.Callback):
         options = resolve_options(target, data.env_options) if target else None  # the defaults filled in
         record = {
             "xtra_version": xtra.__version__,
+            "run_dir": str(Path(trainer.default_root_dir).resolve()),
             "commit": source_commit(),
             "config_sha256": self.config_hash,
             "seed": self.seed,
@@ -89,7 +92,7 @@ class RunRecord(L.Callback):
             "final": final_scores(history[-1]) if history else None,
             "curve": [curve_point(r) for r in history],
         }
-        path = Path(trainer.default_root_dir) / RESULTS
+        path = Path(trainer.log_dir or trainer.default_root_dir) / RESULTS
         path.parent.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(path, json.dumps(record, indent=1).encode())
 
