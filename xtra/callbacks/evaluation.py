@@ -16,6 +16,14 @@ from xtra.envs import EnvOptions, game_name
 from xtra.scores import human_normalized
 
 
+def log_folder(trainer: L.Trainer) -> Path:
+    """The run's log folder, asked of the first logger directly: ``Trainer.log_dir`` is a broadcast under DDP, which
+    a callback running on rank 0 alone would wait on forever."""
+    logger = trainer.loggers[0] if trainer.loggers else None
+    folder = getattr(logger, "log_dir", None) if logger is not None else None
+    return Path(folder or trainer.default_root_dir)
+
+
 class Evaluation(L.Callback):
     """Play ``episodes`` greedy episodes every ``every_n_steps`` updates and when training ends (rank 0).
 
@@ -104,8 +112,7 @@ class Evaluation(L.Callback):
         return metrics
 
     def _write(self, trainer: L.Trainer, record: dict) -> None:
-        base = trainer.log_dir or trainer.default_root_dir
-        out = Path(base) / "eval"
+        out = log_folder(trainer) / "eval"
         out.mkdir(parents=True, exist_ok=True)
         tmp = out / f".step{record['global_step']}.json.tmp"
         tmp.write_text(json.dumps(record))

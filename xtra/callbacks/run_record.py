@@ -71,7 +71,9 @@ class RunRecord(L.Callback):
 
     @rank_zero_only
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        from xtra.callbacks.evaluation import Evaluation
+        from xtra.callbacks.evaluation import Evaluation, log_folder
+
+        folder = log_folder(trainer)
 
         history = next((c.history for c in trainer.callbacks if isinstance(c, Evaluation)), [])
         data = task_data(trainer)
@@ -92,7 +94,7 @@ class RunRecord(L.Callback):
             "final": final_scores(history[-1]) if history else None,
             "curve": [curve_point(r) for r in history],
         }
-        path = Path(trainer.log_dir or trainer.default_root_dir) / RESULTS
+        path = folder / RESULTS
         path.parent.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(path, json.dumps(record, indent=1).encode())
 
