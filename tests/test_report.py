@@ -94,6 +94,11 @@ def test_games_without_a_reference_are_normalised_by_the_baseline_and_a_zero_bas
     report = build_report(load_runs([tmp_path]), "efficientzero-l", reps=200)
     assert report["normalisation"] == "÷ baseline"
     assert report["aggregates"]["xtra"]["mean"][0] == pytest.approx(np.mean([3 / 3, 5 / 3]))
+    # a fit stopped before its last step leaves a record marked incomplete: not a run of the report
+    write_run(tmp_path, "stopped", "minatar/breakout", 0, 9.0, False)
+    stopped = tmp_path / "breakout" / "stopped" / "seed0" / "results.json"
+    stopped.write_text(json.dumps({**json.loads(stopped.read_text()), "complete": False}))
+    assert "stopped" not in {r.method for r in load_runs([tmp_path])}
     write_run(tmp_path, "zero", "minatar/breakout", 0, 0.0, True)
     write_run(tmp_path, "zero", "minatar/breakout", 1, 0.0, True)
     with pytest.raises(ValueError, match="≤ 0"):

@@ -124,6 +124,7 @@ def test_a_sweep_runs_through_submitit_skips_finished_runs_and_resumes_a_killed_
                                "breakout/ez/seed0", "breakout/ez/seed1"]  # fmt: skip
     for name, record in records.items():
         assert record["seed"] == int(name[-1]) and record["global_step"] == 8 and record["target"] == "minatar/breakout"
+        assert record["complete"]
         assert [p["global_step"] for p in record["curve"]] == [4, 8]
         assert record["final"]["games"]["minatar/breakout"]["returns"] and record["config_sha256"]
     assert records["breakout/ez/seed0"]["config_sha256"] != records["breakout/ez/seed1"]["config_sha256"]

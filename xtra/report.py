@@ -73,6 +73,9 @@ def load_runs(folders: list[str | Path], zero_shot_of: str | None = None) -> lis
         files = [folder] if folder.name == RESULTS else sorted(folder.rglob(RESULTS), key=lambda p: p.stat().st_mtime)
         for path in files:
             record = json.loads(path.read_text())
+            if not record.get("complete", True):
+                print(f"xtra-report: skipping {path}: the fit stopped before its last step", file=sys.stderr)
+                continue
             final = record.get("final") or {"games": {}}
             # offline stages (BC, a student) have no online target: their one evaluated game is the target
             target = record.get("target") or (next(iter(final["games"])) if len(final["games"]) == 1 else None)

@@ -84,9 +84,10 @@ class Run:
 
     @property
     def results(self) -> Path | None:
-        """The run's record (in its log folder), or None while it has not finished."""
+        """The run's record (in its log folder), or None while it has not finished (a fit stopped before its
+        ``max_steps`` writes a record marked incomplete)."""
         found = sorted(self.dir.glob(f"**/{RESULTS}"), key=lambda p: p.stat().st_mtime)
-        return found[-1] if found else None
+        return found[-1] if found and json.loads(found[-1].read_text()).get("complete", True) else None
 
     def checkpoint(self) -> Path | None:
         """The newest intact checkpoint of an unfinished earlier attempt, if any."""

@@ -86,6 +86,8 @@ class RunRecord(L.Callback):
             "config_sha256": self.config_hash,
             "seed": self.seed,
             "global_step": trainer.global_step,
+            # a fit stopped early (SIGTERM, early stopping) also ends here: such a record is not a finished run
+            "complete": trainer.max_steps is None or trainer.max_steps < 0 or trainer.global_step >= trainer.max_steps,
             "env_steps": data.env_steps if data is not None else None,
             "target": target,
             "games": list(data.task_ids) if data is not None else [],
