@@ -45,6 +45,8 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precision", choices=("32", "bf16-mixed", "16-mixed"), default="32",
                         help="autocast of the loss's forward, like Lightning's --trainer.precision")  # fmt: skip
+    parser.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto",
+                        help="NHWC weights (auto: the module's default, on for the Atari presets)")  # fmt: skip
     args = parser.parse_args()
 
     frame, stack, actions = SHAPES[args.preset]
@@ -64,6 +66,7 @@ def main() -> None:
     module = EfficientZeroModule(
         (frame[0] * stack, *frame[1:]), actions, network=args.preset, mcts=SearchOptions(num_simulations=sims),
         unroll_steps=args.unroll, reanalyse_fraction=reanalyse, augmentation=atari,
+        channels_last={"auto": None, "on": True, "off": False}[args.channels_last],
     ).to(device)  # fmt: skip
     module.frame_stack = stack
     opt = torch.optim.SGD(module.net.parameters(), lr=0.01, momentum=0.9)
@@ -96,6 +99,8 @@ def main() -> None:
         json.dumps(
             {
                 "preset": args.preset, "device": str(device), "precision": args.precision, "batch": args.batch,
+                "channels_last": module.net.representation.trunk[0].weight.is_contiguous(
+                    memory_format=torch.channels_last),
                 "unroll": args.unroll,
                 "simulations": sims, "reanalyse_fraction": reanalyse, "updates_per_s": round(1 / total, 3),
                 "targets_s": round(targets, 4), "update_s": round(update, 4),

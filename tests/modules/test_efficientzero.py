@@ -395,3 +395,40 @@ def test_a_run_killed_and_resumed_equals_the_uninterrupted_run(tmp_path):
     for slot, state in a["optimizer_states"][0]["state"].items():
         for key, value in state.items():
             assert torch.equal(value, b["optimizer_states"][0]["state"][slot][key]), (slot, key)
+
+
+def test_channels_last_is_the_atari_default_and_changes_no_number():
+    """NHWC weights compute the same loss and gradients as NCHW ones (float rounding only) on a fixed batch."""
+    from xtra.datamodules.common import windows_to_tensors
+
+    rng = np.random.default_rng(0)
+    replay = Replay(400, (3, 96, 96), 18, 4)
+    n = 60
+    replay.add_segment(
+        rng.integers(0, 256, size=(n + 1, 3, 96, 96), dtype=np.uint8), rng.integers(0, 18, n),
+        rng.normal(size=n).astype(np.float32), np.zeros(n, np.float32), np.full((n, 18), 1 / 18, np.float32),
+        np.arange(n), terminal=True,
+    )  # fmt: skip
+    batch = windows_to_tensors(replay.sample(6, 3, 3, rng))
+
+    def grads(channels_last):
+        torch.manual_seed(0)
+        module = EfficientZeroModule((12, 96, 96), 18, network_overrides=TINY_NET, channels_last=channels_last,
+                                     mcts=SearchOptions(num_simulations=4), unroll_steps=3, td_steps=3,
+                                     reanalyse_fraction=0.0, augmentation=False)  # fmt: skip
+        module.frame_stack = 4
+        loss = module.compute_loss(module.prepare_batch(batch, module.target_net)).loss
+        loss.backward()
+        return module, loss.detach(), {k: p.grad for k, p in module.net.named_parameters() if p.grad is not None}
+
+    nhwc, loss, grad = grads(None)  # the Atari trunk's default
+    conv = nhwc.net.representation.trunk[0].weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    nchw, loss_ref, grad_ref = grads(False)
+    assert nchw.net.representation.trunk[0].weight.is_contiguous()
+    torch.testing.assert_close(loss, loss_ref, rtol=1e-5, atol=1e-5)
+    assert grad.keys() == grad_ref.keys()
+    for k in grad:
+        torch.testing.assert_close(grad[k], grad_ref[k], rtol=1e-3, atol=1e-5, msg=k)
+    minatar = EfficientZeroModule((10, 10, 10), 6, network="minatar", network_overrides=TINY_NET)
+    assert minatar.net.representation.trunk[0].weight.is_contiguous()  # MinAtar keeps NCHW

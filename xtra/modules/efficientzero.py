@@ -117,6 +117,7 @@ class EfficientZeroModule(NetworkModule):
         target_update_interval: int = 200,
         actor_update_interval: int = 100,
         augmentation: bool = True,
+        channels_last: bool | None = None,
         temperature_schedule: tuple[float, float, float] = (1.0, 0.5, 0.25),
         seed: int = 0,
     ) -> None:
@@ -124,7 +125,7 @@ class EfficientZeroModule(NetworkModule):
             obs_shape=obs_shape, num_actions=num_actions, network=network, network_overrides=network_overrides,
             optimizer=optimizer, lr=lr, lr_warmup_steps=lr_warmup_steps, lr_decay_steps=lr_decay_steps,
             lr_decay_rate=lr_decay_rate, momentum=momentum, weight_decay=weight_decay, max_grad_norm=max_grad_norm,
-            augmentation=augmentation, seed=seed,
+            augmentation=augmentation, channels_last=channels_last, seed=seed,
         )  # fmt: skip
         if isinstance(mcts, MCTSConfig) and (mcts.discount, mcts.value_prefix_horizon) != (
             discount,
