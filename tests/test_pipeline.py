@@ -228,3 +228,29 @@ def test_budget_flags_size_their_stage_and_refuse_zero(tmp_path, capsys):
     assert xtra_job.overlay["data"]["init_args"]["target"]["init_args"]["task_id"] == "minatar/breakout"
     assert ez_job.overlay["data"]["init_args"]["task_id"] == "minatar/breakout"
     assert xtra_job.overlay["model"]["init_args"]["pretrained"].endswith("student.ckpt")
+
+
+@pytest.mark.slow
+def test_a_second_target_reuses_the_datasets_and_teachers_of_a_shared_pretraining_dir(pipeline_run, tmp_path, capsys):
+    """Leave-one-out: a pipeline for another target pointed at the first one's folder makes no dataset or teacher;
+    its report reads their evaluations from there."""
+    out = tmp_path / "seaquest"
+    capsys.readouterr()
+    args = ["--out", str(out), "--configs", str(CONFIGS), "--target", "minatar/seaquest", "--pretraining-dir",
+            str(pipeline_run), "--methods", "no-cross-task", *TINY]  # fmt: skip
+    assert pipeline(args) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("reusing") == 4 and "student (distillation): student done in" in printed
+    assert not (out / "seed0" / "datasets").exists() and (out / "seed0" / "student.ckpt").is_file()
+    md = (out / "results.md").read_text()
+    assert "| 0 | minatar/asterix |" in md and "| 0 | minatar/space_invaders |" in md
+
+
+def test_two_pipelines_cannot_write_one_folder(tmp_path, capsys):
+    from xtra.pipeline import exclusive
+
+    with exclusive([tmp_path / "shared" / "seed0"]):
+        args = ["--out", str(tmp_path / "b"), "--configs", str(CONFIGS), "--pretraining-dir", str(tmp_path / "shared")]
+        assert pipeline(args) == 2
+    assert "another xtra-pipeline is writing" in capsys.readouterr().err
+    assert not (tmp_path / "b" / "seed0" / "logs").exists()  # no job started

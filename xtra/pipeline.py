@@ -16,6 +16,7 @@ A stage whose output already exists is reused (and says so); delete the output t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import math
@@ -25,7 +26,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -159,23 +160,27 @@ def stage_jobs(
     seed: int,
     methods: tuple[str, ...] = DEFAULT_METHODS,
     action_encoding: str | None = None,
+    pretraining: Path | None = None,
 ) -> list[list[Job]]:
     """The stages of one seed, each a list of jobs that may run side by side; each job an overlay on its stage's
     config, with the keys where that config keeps them (the online data's settings: ``online_data_path``).
 
     ``action_encoding`` overrides the presets' encoding in every stage (teachers, student, finetuning, baselines).
+    ``pretraining``: where the per-game stages (datasets, teachers, their runs and logs) live, default ``out``; a
+    folder shared by pipelines of other targets makes each game's dataset and teacher once per seed.
     """
     game = game_name
+    pre = pretraining or out
     common: dict = {"seed_everything": seed, "trainer": {"enable_progress_bar": False, "log_every_n_steps": 25}}
     if action_encoding is not None:
         common["model"] = {"init_args": {"network_overrides": {"action_encoding": action_encoding}}}
-    datasets = {t: out / "datasets" / game(t) for t in pretrain}
-    teachers = {t: out / "teachers" / f"{game(t)}.ckpt" for t in pretrain}
+    datasets = {t: pre / "datasets" / game(t) for t in pretrain}
+    teachers = {t: pre / "teachers" / f"{game(t)}.ckpt" for t in pretrain}
     student = out / "student.ckpt"
     ev = eval_callback(0, b.eval_episodes, at_start=False)
 
-    def trainer(max_steps: int, run: str, *cbs: tuple[str, dict]) -> dict:
-        root = str(out / "runs" / run)
+    def trainer(max_steps: int, run: str, *cbs: tuple[str, dict], root: Path = out) -> dict:
+        root = str(root / "runs" / run)
         return {"trainer": {"max_steps": max_steps, "default_root_dir": root, "callbacks": callbacks(*cbs)}}
 
     def online(config: str, values: dict) -> dict:
@@ -183,17 +188,17 @@ def stage_jobs(
 
     stage1 = [
         Job(f"dataset {game(t)}", "dataset.yaml", merged(
-            trainer(b.dataset_updates, f"dataset-{game(t)}", ev),
+            trainer(b.dataset_updates, f"dataset-{game(t)}", ev, root=pre),
             online("dataset.yaml", {"task_id": t, "save_dataset": str(datasets[t]), "env_steps": b.dataset_env_steps,
                                     "warmup_steps": b.warmup_steps, "update_to_data": b.update_to_data}),
-        ), datasets[t] / "manifest.json", out / "logs" / f"dataset-{game(t)}.log", b.dataset_updates)
+        ), datasets[t] / "manifest.json", pre / "logs" / f"dataset-{game(t)}.log", b.dataset_updates)
         for t in pretrain
     ]  # fmt: skip
     stage2 = [
         Job(f"teacher {game(t)}", "teacher.yaml", merged(
-            trainer(b.teacher_updates, f"teacher-{game(t)}", ev, export_callback(teachers[t])),
+            trainer(b.teacher_updates, f"teacher-{game(t)}", ev, export_callback(teachers[t]), root=pre),
             {"data": {"init_args": {"datasets": [str(datasets[t])]}}},
-        ), teachers[t], out / "logs" / f"teacher-{game(t)}.log", b.teacher_updates)
+        ), teachers[t], pre / "logs" / f"teacher-{game(t)}.log", b.teacher_updates)
         for t in pretrain
     ]  # fmt: skip
     stage3 = [
@@ -220,7 +225,7 @@ def stage_jobs(
             online(m.config, {"task_id": target, "env_steps": b.finetune_env_steps, "warmup_steps": b.warmup_steps,
                               "update_to_data": b.update_to_data, **m.online}),
         )  # fmt: skip
-        late = functools.partial(offline_overlay, out, pretrain, datasets, m.gated) if m.offline else None
+        late = functools.partial(offline_overlay, pre, pretrain, datasets, m.gated) if m.offline else None
         stage4.append(Job(m.label, m.config, overlay, out / "runs" / name / COMPLETE, out / "logs" / f"{name}.log",
                           b.finetune_updates, late))  # fmt: skip
     for stage in (stage1, stage2, stage3, stage4):
@@ -233,11 +238,12 @@ def stage_jobs(
     return [stage1, stage2, stage3, stage4]
 
 
-def offline_overlay(out: Path, pretrain: list[str], datasets: dict[str, Path], gated: bool) -> dict:
-    """The finetune's offline datasets: the transferable games' (``gated``) or every pretraining game's."""
-    games = transferable_games(out, pretrain) if gated else list(pretrain)
+def offline_overlay(pre: Path, pretrain: list[str], datasets: dict[str, Path], gated: bool) -> dict:
+    """The finetune's offline datasets: the transferable games' (``gated``; their teachers' runs under ``pre``)
+    or every pretraining game's."""
+    games = transferable_games(pre, pretrain) if gated else list(pretrain)
     if gated:
-        print(f"offline games for {out}: {', '.join(games) or 'none'} (teachers clearly above random play)", flush=True)
+        print(f"offline games for {pre}: {', '.join(games) or 'none'} (teachers clearly above random play)", flush=True)
     if not games:  # nothing learnt offline is worth replaying: the finetune trains on the target alone
         return {"data": {"init_args": {"offline": None}}}
     return {"data": {"init_args": {"offline": {"init_args": {"datasets": [str(datasets[t]) for t in games]}}}}}
@@ -375,8 +381,9 @@ def beats_random(returns: np.ndarray, random: float) -> bool:
     return low > random
 
 
-def transferable_games(out: Path, pretrain: list[str]) -> list[str]:
-    """The pretraining games whose teacher plays clearly better than random (CI above random play's mean).
+def transferable_games(pre: Path, pretrain: list[str]) -> list[str]:
+    """The pretraining games whose teacher (run under ``pre``) plays clearly better than random (CI above random
+    play's mean).
 
     A teacher at random play means its dataset holds no skill that offline training can extract; replaying that
     game while finetuning only spends rows and gradient on noise (measured in the README: asterix at this budget).
@@ -384,20 +391,21 @@ def transferable_games(out: Path, pretrain: list[str]) -> list[str]:
     """
     keep = []
     for t in pretrain:
-        teacher = final_evaluation(out / "runs" / f"teacher-{game_name(t)}", t)["returns"]
+        teacher = final_evaluation(pre / "runs" / f"teacher-{game_name(t)}", t)["returns"]
         if beats_random(teacher, random_return(t)):
             keep.append(t)
     return keep
 
 
-def pretraining_quality(out: Path, pretrain: list[str]) -> list[dict]:
+def pretraining_quality(out: Path, pretrain: list[str], pretraining: Path | None = None) -> list[dict]:
     """Per pretraining game: random play's, the data producer's, the teacher's and the student's return, and
-    the bars."""
-    rows, transferred = [], transferable_games(out, pretrain)
+    the bars (producers and teachers run under ``pretraining``, default ``out``)."""
+    pre = pretraining or out
+    rows, transferred = [], transferable_games(pre, pretrain)
     for t in pretrain:
         g = game_name(t)
-        producer = final_evaluation(out / "runs" / f"dataset-{g}", t)["returns"].mean()
-        teacher = final_evaluation(out / "runs" / f"teacher-{g}", t)["returns"].mean()
+        producer = final_evaluation(pre / "runs" / f"dataset-{g}", t)["returns"].mean()
+        teacher = final_evaluation(pre / "runs" / f"teacher-{g}", t)["returns"].mean()
         student = final_evaluation(out / "runs" / "student", t)["returns"].mean()
         random = random_return(t)
         rows.append({
@@ -410,7 +418,7 @@ def pretraining_quality(out: Path, pretrain: list[str]) -> list[dict]:
 
 
 def report(out: Path, seed_dirs: dict[int, Path], target: str, pretrain: list[str], budget: Budget,
-           methods: tuple[str, ...]) -> dict:  # fmt: skip
+           methods: tuple[str, ...], pretraining_dirs: dict[int, Path] | None = None) -> dict:  # fmt: skip
     """``results.md``, ``results.csv`` and ``learning_curves.png`` over every seed's runs."""
     rows, per_seed, curves, quality = [], [], {}, {}
     for name in methods:
@@ -435,7 +443,7 @@ def report(out: Path, seed_dirs: dict[int, Path], target: str, pretrain: list[st
                 }
             )
     for seed, d in seed_dirs.items():
-        quality[seed] = pretraining_quality(d, pretrain)
+        quality[seed] = pretraining_quality(d, pretrain, (pretraining_dirs or {}).get(seed))
     write_csv(out / "results.csv", rows)
     write_csv(out / "results_per_seed.csv", per_seed)
     (out / "results.md").write_text(results_markdown(rows, per_seed, quality, target, pretrain, budget))
@@ -550,6 +558,30 @@ def run_stages(seed_stages: list[list[list[Job]]], seeds: list[int], jobs_at_onc
               flush=True)  # fmt: skip
 
 
+class FolderBusy(RuntimeError):
+    """Another pipeline holds the folder."""
+
+
+@contextlib.contextmanager
+def exclusive(folders: list[Path]) -> Iterator[None]:
+    """Hold a lock on each folder for the pipeline's lifetime: two pipelines writing one folder (say two targets
+    sharing ``--pretraining-dir``) would both start its missing jobs and write the same files."""
+    import fcntl
+
+    with contextlib.ExitStack() as stack:
+        for folder in folders:
+            folder.mkdir(parents=True, exist_ok=True)
+            handle = stack.enter_context(open(folder / ".pipeline.lock", "w"))
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise FolderBusy(
+                    f"another xtra-pipeline is writing {folder}; wait for it to finish (targets that share "
+                    "--pretraining-dir run one after the other)"
+                ) from None
+        yield
+
+
 def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
@@ -598,6 +630,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), choices=sorted(METHODS),
                         help="finetuning rows of the report")  # fmt: skip
+    parser.add_argument(
+        "--pretraining-dir",
+        default=None,
+        help="where the datasets and teachers go (<dir>/seed<N>/), default --out; pipelines of other targets "
+        "pointed at the same folder reuse each game's dataset and teacher (a leave-one-out study makes each once)",
+    )
     args = parser.parse_args(argv)
     configs = Path(resolve_config(args.configs))
     if not (configs / "xtra.yaml").is_file():
@@ -619,15 +657,21 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     methods = tuple(args.methods)
     seed_dirs = {seed: out / f"seed{seed}" for seed in args.seeds}
-    seed_stages = [stage_jobs(d, configs, args.target, args.pretrain, budget, seed, methods, args.action_encoding)
-             for seed, d in seed_dirs.items()]  # fmt: skip
+    pre_dirs = {seed: Path(args.pretraining_dir) / f"seed{seed}" if args.pretraining_dir else d
+                for seed, d in seed_dirs.items()}  # fmt: skip
+    seed_stages = [stage_jobs(d, configs, args.target, args.pretrain, budget, seed, methods, args.action_encoding,
+                              pre_dirs[seed]) for seed, d in seed_dirs.items()]  # fmt: skip
     start = time.time()
     previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)  # a scheduler's stop ends the running jobs too
     try:
-        run_stages(seed_stages, list(seed_dirs), args.jobs)
+        with exclusive(sorted({*seed_dirs.values(), *pre_dirs.values()})):
+            run_stages(seed_stages, list(seed_dirs), args.jobs)
+    except FolderBusy as err:
+        print(f"xtra-pipeline: {err}", file=sys.stderr)
+        return 2
     finally:
         signal.signal(signal.SIGTERM, previous)
-    result = report(out, seed_dirs, args.target, args.pretrain, budget, methods)
+    result = report(out, seed_dirs, args.target, args.pretrain, budget, methods, pre_dirs)
     print((out / "results.md").read_text())
     print(f"wrote {out / 'results.md'}, {out / 'results.csv'}, {out / 'learning_curves.png'} "
           f"in {time.time() - start:.0f} s", flush=True)  # fmt: skip
