@@ -34,13 +34,14 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="run directory (default: a temporary one)")
     args, overrides = parser.parse_known_args()
 
-    from xtra.cli import XtraCLI
+    from xtra.cli import XtraCLI, quiet_known_noise
     from xtra.datamodules.online import OnlineReplayDataModule
     from xtra.modules.efficientzero import EfficientZeroModule
 
     spec = env_spec(args.task)
     random_returns = evaluate(random_actor(spec.num_actions, args.seed), args.task, args.episodes, seed=0).returns
 
+    quiet_known_noise()
     out = Path(args.out or tempfile.mkdtemp(prefix="xtra-learning-"))
     cli = XtraCLI(
         EfficientZeroModule,

@@ -8,6 +8,7 @@ import torch
 from tiny import GAMES, SMALL, TINY_NET, trainer
 
 from xtra.callbacks.evaluation import Evaluation
+from xtra.callbacks.export import ExportCheckpoint
 from xtra.checkpoints import CheckpointError, load_network
 from xtra.datamodules.offline import OfflineReplayDataModule
 from xtra.modules.bc import BehaviourCloningModule
@@ -36,6 +37,18 @@ def test_teacher_fits_offline_and_its_evaluation_runs(teachers):
     log = next(iter(sorted((load_network(teachers[0]).path.parent / "breakout").rglob("eval/step6.json"))))
     returns = json.loads(log.read_text())["returns"][GAMES[0]]
     assert len(returns) == 2 and all(np.isfinite(returns))
+
+
+def test_export_writes_the_whole_state_and_says_nothing_about_it(datasets, tmp_path, caplog):
+    dm = OfflineReplayDataModule([datasets[0]], batch_size=8, seed=2)
+    module = TeacherModule(obs_shape=dm.obs_shape, num_actions=dm.num_actions, **SMALL)
+    path = tmp_path / "hand-off" / "teacher.ckpt"
+    with caplog.at_level("INFO"):
+        trainer(tmp_path, 2, callbacks=[ExportCheckpoint(str(path))]).fit(module, dm)
+    saved = torch.load(path, weights_only=True)
+    assert saved["global_step"] == 2 and saved["optimizer_states"]  # the whole state, not the weights alone
+    assert load_network(str(path)).task_ids == [GAMES[0]]
+    assert "weights_only" not in caplog.text
 
 
 def test_teacher_refuses_more_than_one_game(datasets, tmp_path):
