@@ -95,8 +95,6 @@ class EfficientZeroModule(NetworkModule):
         self,
         obs_shape: tuple[int, int, int] = (12, 96, 96),
         num_actions: int = 18,
-        network: str = "efficientzero",
-        network_overrides: dict[str, Any] | None = None,
         mcts: SearchOptions = SearchOptions(),
         discount: float = 0.997**4,
         unroll_steps: int = 5,
@@ -106,27 +104,13 @@ class EfficientZeroModule(NetworkModule):
         loss_weights: LossWeights = LossWeights(),
         reanalyse_fraction: float = 0.99,
         value_bootstrap: Literal["network", "search"] = "network",
-        optimizer: Literal["sgd", "adam"] = "sgd",
-        lr: float = 0.2,
-        lr_warmup_steps: int = 1_000,
-        lr_decay_steps: int = 100_000,
-        lr_decay_rate: float = 0.1,
-        momentum: float = 0.9,
-        weight_decay: float = 1e-4,
-        max_grad_norm: float = 5.0,
         target_update_interval: int = 200,
         actor_update_interval: int = 100,
-        augmentation: bool = True,
-        channels_last: bool | None = None,
         temperature_schedule: tuple[float, float, float] = (1.0, 0.5, 0.25),
-        seed: int = 0,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            obs_shape=obs_shape, num_actions=num_actions, network=network, network_overrides=network_overrides,
-            optimizer=optimizer, lr=lr, lr_warmup_steps=lr_warmup_steps, lr_decay_steps=lr_decay_steps,
-            lr_decay_rate=lr_decay_rate, momentum=momentum, weight_decay=weight_decay, max_grad_norm=max_grad_norm,
-            augmentation=augmentation, channels_last=channels_last, seed=seed,
-        )  # fmt: skip
+        # the network, optimiser, augmentation, memory layout and seed are NetworkModule's (one owner each)
+        super().__init__(obs_shape=obs_shape, num_actions=num_actions, **kwargs)
         if isinstance(mcts, MCTSConfig) and (mcts.discount, mcts.value_prefix_horizon) != (
             discount,
             value_prefix_horizon,
@@ -142,7 +126,7 @@ class EfficientZeroModule(NetworkModule):
         self._snapshot: dict[str, Any] = {"net": None, "step": -1}  # a dict: not a registered submodule
         self.search = BatchedMCTS(self.mcts_config)
         self.loss_weights = loss_weights
-        self.rng = np.random.default_rng(np.random.SeedSequence([seed, 7]))
+        self.rng = np.random.default_rng(np.random.SeedSequence([self.hparams.seed, 7]))
         self.task_weights: dict[str, float] = {}  # ω per game, set by a task-weight rule (finetuning)
 
     # ---------------------------------------------------------------- plumbing
