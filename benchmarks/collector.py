@@ -1,11 +1,15 @@
 """Acting throughput: env steps/s of n environments driven by one batched MCTS per step. Prints one JSON line.
 
 python benchmarks/collector.py --task minatar/breakout --envs 16 --simulations 16 --steps 2000
+python benchmarks/collector.py --task atari/Pong --envs 64 --simulations 50 --device cuda --precision bf16-mixed
+
+``--precision`` runs the searches' network calls under autocast, as ``--trainer.precision`` does in training runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 
@@ -29,6 +33,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--driver", choices=("auto", "device"), default="auto",
                         help="auto: numba host gather for CPU states; device: torch gather")  # fmt: skip
+    parser.add_argument("--precision", choices=("32", "bf16-mixed", "16-mixed"), default="32")
     args = parser.parse_args()
 
     spec = env_spec(args.task)
@@ -38,7 +43,9 @@ def main() -> None:
     search = BatchedMCTS(
         MCTSConfig(num_simulations=args.simulations, host_gather=None if args.driver == "auto" else False)
     )
-    actor = make_actor(net, search, device)
+    dtype = {"32": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}[args.precision]
+    context = functools.partial(torch.autocast, device.type, dtype=dtype, enabled=dtype is not None)
+    actor = make_actor(net, search, device, context=context)
     replay = Replay(args.steps * 2 + 1_000, spec.frame_shape, spec.num_actions, spec.frame_stack)
     collector = Collector(args.task, replay, args.envs, seed=0)
     collector.collect(args.envs * 2, actor)  # warm-up: numba compile, allocator
@@ -50,7 +57,8 @@ def main() -> None:
         json.dumps(
             {
                 "task": args.task, "network": preset, "device": str(device), "envs": args.envs,
-                "simulations": args.simulations, "driver": args.driver, "env_steps_per_s": round(steps / elapsed, 1),
+                "simulations": args.simulations, "driver": args.driver, "precision": args.precision,
+                "env_steps_per_s": round(steps / elapsed, 1),
             }
         )
     )  # fmt: skip

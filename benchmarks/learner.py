@@ -44,7 +44,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precision", choices=("32", "bf16-mixed", "16-mixed"), default="32",
-                        help="autocast of the loss's forward, like Lightning's --trainer.precision")  # fmt: skip
+                        help="autocast of targets and loss, like --trainer.precision")  # fmt: skip
     parser.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto",
                         help="NHWC weights (auto: the module's default, on for the Atari presets)")  # fmt: skip
     args = parser.parse_args()
@@ -78,7 +78,8 @@ def main() -> None:
         batch = {k: v.to(device) for k, v in windows_to_tensors(w, pin=device.type == "cuda").items()}
         sync(device)
         t0 = time.perf_counter()
-        prepared = module.prepare_batch(batch, module.target_net)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):  # as training runs the targets
+            prepared = module.prepare_batch(batch, module.target_net)
         sync(device)
         t1 = time.perf_counter()
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):

@@ -268,8 +268,8 @@ def test_search_value_bootstrap_runs(tmp_path):
 
 
 def test_bf16_mixed_precision_fit_on_cpu_stays_finite(tmp_path):
-    """``--trainer.precision bf16-mixed`` (autocast in the loss's forward, searches in fp32 or on the torch
-    driver) trains without NaN on the CPU; the same code path is the GPU's."""
+    """``--trainer.precision bf16-mixed`` (autocast in the loss's forward and in every search) trains without NaN
+    on the CPU; the same code path is the GPU's."""
     module, dm = tiny()
     trainer(tmp_path, 8, enable_checkpointing=False, precision="bf16-mixed").fit(module, dm)
     rows = (tmp_path / "log" / "version_0" / "metrics.csv").read_text().splitlines()
@@ -279,6 +279,25 @@ def test_bf16_mixed_precision_fit_on_cpu_stays_finite(tmp_path):
     ]
     assert module.global_step == 8 and len(losses) == 8 and np.isfinite(losses).all()
     assert all(torch.isfinite(p).all() for p in module.net.parameters())
+
+
+def test_bf16_mixed_runs_the_searches_under_autocast_too(tmp_path):
+    """Targets (the target network's bootstrap values and reanalyse) and acting (the snapshot's searches) follow
+    ``--trainer.precision`` as the loss does, as EfficientZero's reanalyse and self-play follow AMP."""
+    module, dm = tiny()
+    seen: dict[str, set] = {"acting": set(), "targets": set()}
+
+    def record(kind):
+        def hook(mod, inputs, out):
+            if kind == "targets" or torch.is_inference_mode_enabled():  # the loss's forward is not inference
+                seen[kind].add(out.dtype)
+
+        return hook
+
+    module.net.representation.register_forward_hook(record("acting"))  # the acting snapshot is a copy, hook included
+    module.target_net.representation.register_forward_hook(record("targets"))
+    trainer(tmp_path, 8, enable_checkpointing=False, precision="bf16-mixed").fit(module, dm)
+    assert seen["acting"] == {torch.bfloat16} and seen["targets"] == {torch.bfloat16}
 
 
 def test_learning_rate_warms_up_linearly_then_decays_stepwise():

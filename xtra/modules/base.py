@@ -7,6 +7,7 @@ search, the target network and the EfficientZero step; behaviour cloning needs o
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any, Literal
 
@@ -112,6 +113,14 @@ class NetworkModule(L.LightningModule):
     def evaluation_actor(self, task_id: str):
         """How evaluation episodes act (each stage says)."""
         raise NotImplementedError
+
+    def inference_context(self) -> contextlib.AbstractContextManager:
+        """The trainer's precision for the network calls outside the loss (targets, acting, evaluation): under
+        ``--trainer.precision bf16-mixed`` or ``16-mixed`` the searches run under the loss's autocast, as
+        EfficientZero's self-play and reanalyse do under AMP; 32-bit runs and a module without a trainer get none."""
+        if self._trainer is None:
+            return contextlib.nullcontext()
+        return self.trainer.precision_plugin.forward_context()
 
     # ---------------------------------------------------------------- training
     def augment(self, obs: torch.Tensor) -> torch.Tensor:

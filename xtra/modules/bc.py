@@ -56,4 +56,4 @@ class BehaviourCloningModule(NetworkModule):
         return {"unroll_steps": 1, "td_steps": 0}
 
     def evaluation_actor(self, task_id: str):
-        return make_policy_actor(self.net, self.device, self.action_ids_for(task_id))
+        return make_policy_actor(self.net, self.device, self.action_ids_for(task_id), self.inference_context)

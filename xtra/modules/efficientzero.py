@@ -161,11 +161,12 @@ class EfficientZeroModule(NetworkModule):
             snap["net"].eval()
             snap["step"] = self.global_step
         target = self.target_task_id()
-        return make_actor(snap["net"], self.search, self.device, self.action_ids_for(target) if target else None)
+        ids = self.action_ids_for(target) if target else None
+        return make_actor(snap["net"], self.search, self.device, ids, self.inference_context)
 
     def evaluation_actor(self, task_id: str):
         """How evaluation episodes act: greedy MCTS with the current weights."""
-        return make_actor(self.net, self.search, self.device, self.action_ids_for(task_id))
+        return make_actor(self.net, self.search, self.device, self.action_ids_for(task_id), self.inference_context)
 
     # ---------------------------------------------------------------- targets
     def task_weight(self, task_id: str) -> float:
@@ -182,7 +183,8 @@ class EfficientZeroModule(NetworkModule):
         """``{task: raw windows}`` → ``{task: TaskBatch}``, on the training device."""
         if not isinstance(batch, dict):
             return batch
-        return {task: self.task_targets(task, raw) for task, raw in batch.items()}
+        with self.inference_context():
+            return {task: self.task_targets(task, raw) for task, raw in batch.items()}
 
     @torch.no_grad()
     def prepare_batch(
