@@ -9,11 +9,11 @@ python benchmarks/collector.py --task atari/Pong --envs 64 --simulations 50 --de
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import time
 
 import torch
+from lightning.pytorch.plugins.precision import MixedPrecision, Precision
 
 from xtra.acting import make_actor
 from xtra.collector import Collector
@@ -43,9 +43,9 @@ def main() -> None:
     search = BatchedMCTS(
         MCTSConfig(num_simulations=args.simulations, host_gather=None if args.driver == "auto" else False)
     )
-    dtype = {"32": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}[args.precision]
-    context = functools.partial(torch.autocast, device.type, dtype=dtype, enabled=dtype is not None)
-    actor = make_actor(net, search, device, context=context)
+    # Lightning's own plugin: the context a training run with --trainer.precision P enters around its searches
+    plugin = Precision() if args.precision == "32" else MixedPrecision(args.precision, device.type)
+    actor = make_actor(net, search, device, context=plugin.forward_context)
     replay = Replay(args.steps * 2 + 1_000, spec.frame_shape, spec.num_actions, spec.frame_stack)
     collector = Collector(args.task, replay, args.envs, seed=0)
     collector.collect(args.envs * 2, actor)  # warm-up: numba compile, allocator

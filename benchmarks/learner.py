@@ -16,6 +16,7 @@ import time
 
 import numpy as np
 import torch
+from lightning.pytorch.plugins.precision import MixedPrecision, Precision
 
 from xtra.datamodules.common import windows_to_tensors
 from xtra.mcts import SearchOptions
@@ -70,19 +71,20 @@ def main() -> None:
     ).to(device)  # fmt: skip
     module.frame_stack = stack
     opt = torch.optim.SGD(module.net.parameters(), lr=0.01, momentum=0.9)
-    dtype = {"32": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}[args.precision]
-    scaler = torch.amp.GradScaler(device.type, enabled=args.precision == "16-mixed")  # fp16 needs loss scaling
+    # Lightning's own plugin: the autocast a training run with --trainer.precision P enters (fp16 also scales the loss)
+    plugin = Precision() if args.precision == "32" else MixedPrecision(args.precision, device.type)
+    scaler = torch.amp.GradScaler(device.type, enabled=args.precision == "16-mixed")
 
     def once() -> tuple[float, float]:
         w = replay.sample(args.batch, args.unroll, 5, rng)
         batch = {k: v.to(device) for k, v in windows_to_tensors(w, pin=device.type == "cuda").items()}
         sync(device)
         t0 = time.perf_counter()
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):  # as training runs the targets
+        with plugin.forward_context():  # as training runs the targets
             prepared = module.prepare_batch(batch, module.target_net)
         sync(device)
         t1 = time.perf_counter()
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+        with plugin.forward_context():
             out = module.compute_loss(prepared)
         opt.zero_grad()
         scaler.scale(out.loss).backward()
