@@ -228,6 +228,12 @@ def test_budget_flags_size_their_stage_and_refuse_zero(tmp_path, capsys):
     assert xtra_job.overlay["data"]["init_args"]["target"]["init_args"]["task_id"] == "minatar/breakout"
     assert ez_job.overlay["data"]["init_args"]["task_id"] == "minatar/breakout"
     assert xtra_job.overlay["model"]["init_args"]["pretrained"].endswith("student.ckpt")
+    # producers, teachers and student are evaluated at the producers' search budget (dataset.yaml), finetunes at theirs
+    for stage in stages[:3]:
+        evaluation = next(c for c in stage[0].overlay["trainer"]["callbacks"] if c["class_path"].endswith("Evaluation"))
+        assert evaluation["init_args"]["simulations"] == 16
+    evaluation = next(c for c in xtra_job.overlay["trainer"]["callbacks"] if c["class_path"].endswith("Evaluation"))
+    assert "simulations" not in evaluation["init_args"]
 
 
 @pytest.mark.slow

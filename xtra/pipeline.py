@@ -98,11 +98,18 @@ def callbacks(*callbacks: tuple[str, dict]) -> list[dict]:
     return [{"class_path": c, "init_args": a} for c, a in callbacks]
 
 
-def eval_callback(every: int, episodes: int, at_start: bool = True) -> tuple[str, dict]:
-    return (
-        "xtra.callbacks.evaluation.Evaluation",
-        {"every_n_steps": every, "episodes": episodes, "at_start": at_start},
-    )
+def eval_callback(every: int, episodes: int, at_start: bool = True, simulations: int | None = None) -> tuple[str, dict]:
+    args = {"every_n_steps": every, "episodes": episodes, "at_start": at_start}
+    if simulations is not None:
+        args["simulations"] = simulations
+    return ("xtra.callbacks.evaluation.Evaluation", args)
+
+
+def producer_simulations(configs: Path) -> int | None:
+    """The data producers' search budget (``dataset.yaml``): producers, teachers and student are all evaluated
+    with it, so the bars compare networks, not search budgets (a teacher trains with a smaller search)."""
+    mcts = ((composed_yaml(str(configs / "dataset.yaml")).get("model") or {}).get("init_args") or {}).get("mcts")
+    return (mcts or {}).get("num_simulations")
 
 
 def export_callback(path: Path) -> tuple[str, dict]:
@@ -177,7 +184,7 @@ def stage_jobs(
     datasets = {t: pre / "datasets" / game(t) for t in pretrain}
     teachers = {t: pre / "teachers" / f"{game(t)}.ckpt" for t in pretrain}
     student = out / "student.ckpt"
-    ev = eval_callback(0, b.eval_episodes, at_start=False)
+    ev = eval_callback(0, b.eval_episodes, at_start=False, simulations=producer_simulations(configs))
 
     def trainer(max_steps: int, run: str, *cbs: tuple[str, dict], root: Path = out) -> dict:
         root = str(root / "runs" / run)

@@ -145,3 +145,22 @@ def test_zero_shot_evaluation_of_a_checkpoint_on_an_unseen_game(teachers, tmp_pa
     assert "--episodes must be at least 1" in capsys.readouterr().err
     assert main([teachers[0], "--tasks", "atari/Pong", "--episodes", "1"]) == 1
     assert "same family" in capsys.readouterr().err
+
+
+def test_evaluation_searches_with_its_own_budget_and_training_keeps_the_modules():
+    """A producer (16 simulations) and its teacher (8) compare as networks only at one search budget: the
+    evaluation actor takes the budget it is given, the module's own search is left as it was."""
+    from xtra.envs import env_spec
+
+    spec = env_spec("minatar/asterix")
+    module = TeacherModule(obs_shape=spec.obs_shape, num_actions=6, **SMALL)  # 4 simulations
+    module.net.eval()
+    obs = np.random.default_rng(0).random((3, *spec.obs_shape), dtype=np.float32)
+    for simulations, budget in ((None, 4), (7, 7), (4, 4)):
+        _, _, policy = module.evaluation_actor("minatar/asterix", simulations)(obs, None, 0.0)
+        visits = policy * budget  # the root's visit counts: one per simulation
+        np.testing.assert_allclose(visits, np.round(visits), atol=1e-5)
+        np.testing.assert_allclose(visits.sum(1), budget, atol=1e-4)
+    assert module.search.config.num_simulations == 4
+    with pytest.raises(ValueError, match="simulations must be at least 1"):
+        Evaluation(simulations=0)

@@ -36,6 +36,9 @@ class Evaluation(L.Callback):
         env_options: evaluation protocol (default: the datamodule's; episodic life is never applied).
         at_start / at_end: also evaluate before the first update (a pretrained model's zero-shot score) and after
             the last one.
+        simulations: MCTS simulations per evaluation move (default: the module's own search). Returns of models
+            trained with different search budgets (a data producer and the offline teacher trained on its data)
+            compare the networks only when both are evaluated at one budget.
     Each evaluation's per-episode returns, greedy-move counts per action and mean visit entropy are written to
     ``<log_dir>/eval/step<N>.json`` and logged (``eval/action_share/<game>/<a>``, ``eval/top_action_share/<game>``,
     ``eval/visit_entropy/<game>``): a policy that collapsed onto one action shows as a top share near 1.
@@ -51,7 +54,10 @@ class Evaluation(L.Callback):
         env_options: EnvOptions | None = None,
         at_end: bool = True,
         at_start: bool = False,
+        simulations: int | None = None,
     ) -> None:
+        if simulations is not None and simulations < 1:
+            raise ValueError(f"simulations must be at least 1 (or null for the module's own search), got {simulations}")
         self.every_n_steps = every_n_steps
         self.episodes = episodes
         self.seed = seed
@@ -60,6 +66,7 @@ class Evaluation(L.Callback):
         self.env_options = env_options
         self.at_end = at_end
         self.at_start = at_start
+        self.simulations = simulations
         self.last_return: float | None = None
         self.history: list[dict] = []
 
@@ -80,10 +87,10 @@ class Evaluation(L.Callback):
         data = task_data(trainer)
         env_steps = data.env_steps if data is not None else None
         record = {"global_step": trainer.global_step, "env_steps": env_steps, "returns": {}, "actions": {},
-                  "visit_entropy": {}}  # fmt: skip
+                  "visit_entropy": {}, "simulations": self.simulations}  # fmt: skip
         try:
             for task in self._tasks(trainer):
-                actor = module.evaluation_actor(task)
+                actor = module.evaluation_actor(task, self.simulations)
                 played = evaluate(actor, task, self.episodes, self.seed, self._options(trainer), self.max_episode_steps)
                 returns = played.returns
                 game = game_name(task)

@@ -110,8 +110,9 @@ class NetworkModule(L.LightningModule):
         ids = self._action_ids[task_id][0]
         return None if ids is None else ids.to(self.device)
 
-    def evaluation_actor(self, task_id: str):
-        """How evaluation episodes act (each stage says)."""
+    def evaluation_actor(self, task_id: str, simulations: int | None = None):
+        """How evaluation episodes act (each stage says); ``simulations`` sets the search budget of a module that
+        searches (default: its own), so that models trained with different budgets can be compared at one."""
         raise NotImplementedError
 
     def inference_context(self) -> contextlib.AbstractContextManager:

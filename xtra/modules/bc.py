@@ -55,5 +55,6 @@ class BehaviourCloningModule(NetworkModule):
     def sampling(self) -> dict[str, int]:
         return {"unroll_steps": 1, "td_steps": 0}
 
-    def evaluation_actor(self, task_id: str):
+    def evaluation_actor(self, task_id: str, simulations: int | None = None):
+        """The policy head's greedy move; behaviour cloning does not search, so ``simulations`` has no effect."""
         return make_policy_actor(self.net, self.device, self.action_ids_for(task_id), self.inference_context)

@@ -13,7 +13,7 @@ plus MCTS) from :meth:`actor` when it needs to act.
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
 from typing import Any, Literal, TypedDict
 
 import numpy as np
@@ -164,9 +164,13 @@ class EfficientZeroModule(NetworkModule):
         ids = self.action_ids_for(target) if target else None
         return make_actor(snap["net"], self.search, self.device, ids, self.inference_context)
 
-    def evaluation_actor(self, task_id: str):
-        """How evaluation episodes act: greedy MCTS with the current weights."""
-        return make_actor(self.net, self.search, self.device, self.action_ids_for(task_id), self.inference_context)
+    def evaluation_actor(self, task_id: str, simulations: int | None = None):
+        """How evaluation episodes act: greedy MCTS with the current weights, with ``simulations`` per move if given
+        (training's search is untouched)."""
+        search = self.search
+        if simulations is not None and simulations != self.mcts_config.num_simulations:
+            search = BatchedMCTS(replace(self.mcts_config, num_simulations=simulations))
+        return make_actor(self.net, search, self.device, self.action_ids_for(task_id), self.inference_context)
 
     # ---------------------------------------------------------------- targets
     def task_weight(self, task_id: str) -> float:
