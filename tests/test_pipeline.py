@@ -29,6 +29,7 @@ def test_pipeline_writes_table_csv_and_plot_and_reuses_stages(pipeline_run, caps
     assert all(r["target"] == "minatar/breakout" and int(r["episodes"]) == 2 for r in rows)
     md = (out / "results.md").read_text()
     assert "| XTRA |" in md and "| EfficientZero, same network (minatar-l) |" in md and "Pretraining quality" in md
+    assert md.count("| 16/16/16 |") == 2  # each pretraining game scored at the producers' search budget
     assert (out / "learning_curves.png").read_bytes()[:4] == b"\x89PNG"
     for path in ("datasets/asterix/manifest.json", "teachers/space_invaders.ckpt", "student.ckpt"):
         assert (out / "seed0" / path).is_file(), path
@@ -75,6 +76,7 @@ def test_report_marks_a_constant_action_run_as_collapsed(tmp_path):
     assert [p["collapsed"] for p in result["per_seed"]] == [True, False]
     md = (tmp_path / "results.md").read_text()
     assert "**collapsed**: 1 of 2 (seed 0)" in md and "0.333 (1.00, collapsed)" in md
+    assert md.count("| own/own/own |") == 2  # records without a search budget: each model's own
 
 
 def test_only_games_whose_teacher_beats_random_play_are_replayed_offline(tmp_path):

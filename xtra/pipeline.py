@@ -369,7 +369,7 @@ def final_evaluation(run_dir: Path, task: str) -> dict:
     last = records[-1]
     played = Evaluated(np.asarray(last["returns"][task], dtype=float),
                        np.asarray(last.get("actions", {}).get(task, []), dtype=np.int64), float("nan"))  # fmt: skip
-    return {"returns": played.returns, "env_steps": last.get("env_steps"),
+    return {"returns": played.returns, "env_steps": last.get("env_steps"), "simulations": last.get("simulations"),
             "top_action_share": played.top_action_share, "collapsed": played.collapsed}  # fmt: skip
 
 
@@ -411,13 +411,14 @@ def pretraining_quality(out: Path, pretrain: list[str], pretraining: Path | None
     rows, transferred = [], transferable_games(pre, pretrain)
     for t in pretrain:
         g = game_name(t)
-        producer = final_evaluation(pre / "runs" / f"dataset-{g}", t)["returns"].mean()
-        teacher = final_evaluation(pre / "runs" / f"teacher-{g}", t)["returns"].mean()
-        student = final_evaluation(out / "runs" / "student", t)["returns"].mean()
+        finals = [final_evaluation(d, t) for d in (pre / "runs" / f"dataset-{g}", pre / "runs" / f"teacher-{g}",
+                                                    out / "runs" / "student")]  # fmt: skip
+        producer, teacher, student = (f["returns"].mean() for f in finals)
         random = random_return(t)
         rows.append({
             "game": t, "random": round(random, 3), "producer": round(float(producer), 3),
             "teacher": round(float(teacher), 3), "student": round(float(student), 3),
+            "simulations": "/".join(str(f["simulations"] or "own") for f in finals),
             "producer_ok": bool(producer > random), "teacher_ok": bool(teacher >= BAR * producer),
             "student_ok": bool(student >= BAR * teacher), "transferred": t in transferred,
         })  # fmt: skip
@@ -509,15 +510,17 @@ def results_markdown(rows, per_seed, quality, target, pretrain, budget: Budget) 
     lines += ["", f"Pretraining quality (evaluation return on each pretraining game; bars: teacher ≥ {BAR:.0%} of "
               f"its data producer, student ≥ {BAR:.0%} of the teacher; and no pretraining is worth transferring "
               "unless the data producer beats random play; **teacher > random**: the teacher's 95 % CI lies above "
-              "random play's mean — the games `xtra-gated` replays):", "",
+              "random play's mean — the games `xtra-gated` replays; **search**: simulations per evaluation move, "
+              "`own` = the model's training search, as runs before the common evaluation budget were scored):", "",
               "| seed | game | random play | data producer | teacher | student | producer > random | teacher bar | "
-              "student bar | teacher > random |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+              "student bar | teacher > random | search (producer/teacher/student) |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for s in seeds:
         for q in quality[s]:
             ok = {True: "ok", False: "**missed**"}
             lines.append(f"| {s} | {q['game']} | {q['random']} | {q['producer']} | {q['teacher']} | {q['student']} | "
                          f"{ok[q['producer_ok']]} | {ok[q['teacher_ok']]} | {ok[q['student_ok']]} | "
-                         f"{ok[q['transferred']]} |")  # fmt: skip
+                         f"{ok[q['transferred']]} | {q['simulations']} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
