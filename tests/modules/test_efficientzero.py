@@ -315,6 +315,26 @@ def test_learning_rate_warms_up_linearly_then_decays_stepwise():
     np.testing.assert_allclose(lrs, expected, rtol=1e-6)
 
 
+def test_cosine_learning_rate_anneals_to_zero_at_the_trainers_last_step(tmp_path):
+    """An offline stage trains a fixed number of updates: with ``lr_schedule: cosine`` it ends annealed, whatever
+    ``max_steps`` the run is given; without a step budget it refuses to start."""
+    from xtra.modules.base import lr_factor
+
+    module, dm = tiny()
+    module.hparams.lr_schedule = "cosine"
+    trainer(tmp_path, 12, enable_checkpointing=False).fit(module, dm)
+    rows = (tmp_path / "log" / "version_0" / "metrics.csv").read_text().splitlines()
+    column = rows[0].split(",").index("train/lr")
+    lrs = [float(r.split(",")[column]) for r in rows[1:] if r.split(",")[column]]
+    expected = [1e-3 * lr_factor(s + 1, 5, "cosine", 0, 0.0, 12) for s in range(12)]  # logged after its update
+    np.testing.assert_allclose(lrs, expected, rtol=1e-5, atol=1e-12)
+    assert lrs[3] == pytest.approx(1e-3) and lrs[-2] < 0.1 * 1e-3 and lrs[-1] == pytest.approx(0.0, abs=1e-12)
+    module, dm = tiny()
+    module.hparams.lr_schedule = "cosine"
+    with pytest.raises(ValueError, match="cosine anneals to trainer.max_steps"):
+        L.Trainer(max_epochs=1, logger=False, enable_progress_bar=False, enable_checkpointing=False).fit(module, dm)
+
+
 def test_acting_temperature_steps_down_at_half_and_three_quarters():
     from xtra.acting import temperature_at
 

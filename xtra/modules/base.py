@@ -8,6 +8,7 @@ search, the target network and the EfficientZero step; behaviour cloning needs o
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from typing import Any, Literal
 
@@ -23,6 +24,17 @@ from xtra.envs import network_action_ids
 from xtra.network import EfficientZeroNet, network_config, saved_description
 
 
+def lr_factor(step: int, warmup: int, schedule: str, decay_steps: int, decay_rate: float, total: int) -> float:
+    """The learning rate at ``step`` as a fraction of ``lr``: a linear warm-up, then ``step`` decay or a
+    ``cosine`` from 1 to 0 at ``total`` updates."""
+    if step < warmup:
+        return (step + 1) / warmup
+    if schedule == "cosine":
+        done = min((step - warmup) / max(total - warmup, 1), 1.0)
+        return 0.5 * (1.0 + math.cos(math.pi * done))
+    return decay_rate ** math.floor((step - warmup) / decay_steps)
+
+
 class NetworkModule(L.LightningModule):
     """An EfficientZero network under training.
 
@@ -31,6 +43,10 @@ class NetworkModule(L.LightningModule):
         network: a preset of :data:`xtra.network.PRESETS`; ``network_overrides`` changes single fields.
         optimizer: ``sgd`` (EZ: momentum 0.9, lr 0.2 warmed up over ``lr_warmup_steps``, ×``lr_decay_rate``
             every ``lr_decay_steps``) or ``adam``.
+        lr_schedule: after the warm-up, ``step`` (×``lr_decay_rate`` every ``lr_decay_steps``, EfficientZero's) or
+            ``cosine`` (half a cosine from ``lr`` to 0 at ``trainer.max_steps``): a model trained on a fixed
+            dataset for a fixed number of updates ends on an annealed step instead of wherever a constant rate
+            left it.
         augmentation: random shift + intensity on training observations (Atari).
         channels_last: keep the network's convolution weights (and so its activations) in NHWC memory order.
             ``None`` turns it on for the strided Atari trunk, where it made the update about 1.2× faster on the CPU
@@ -52,6 +68,7 @@ class NetworkModule(L.LightningModule):
         lr_warmup_steps: int = 1_000,
         lr_decay_steps: int = 100_000,
         lr_decay_rate: float = 0.1,
+        lr_schedule: Literal["step", "cosine"] = "step",
         momentum: float = 0.9,
         weight_decay: float = 1e-4,
         max_grad_norm: float = 5.0,
@@ -168,11 +185,16 @@ class NetworkModule(L.LightningModule):
         else:
             opt = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
 
-        def schedule(step: int) -> float:
-            if step < hp.lr_warmup_steps:
-                return (step + 1) / hp.lr_warmup_steps
-            return hp.lr_decay_rate ** math.floor((step - hp.lr_warmup_steps) / hp.lr_decay_steps)
-
+        total = self.trainer.max_steps if self._trainer is not None else -1
+        if hp.lr_schedule == "cosine" and total is not None and total <= hp.lr_warmup_steps:
+            raise ValueError(
+                f"lr_schedule: cosine anneals to trainer.max_steps, which is {total}: set --trainer.max_steps above "
+                f"lr_warmup_steps ({hp.lr_warmup_steps}) or use lr_schedule: step"
+            )
+        schedule = functools.partial(
+            lr_factor, warmup=hp.lr_warmup_steps, schedule=hp.lr_schedule, decay_steps=hp.lr_decay_steps,
+            decay_rate=hp.lr_decay_rate, total=total,
+        )  # fmt: skip
         sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
