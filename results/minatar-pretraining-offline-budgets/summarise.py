@@ -15,19 +15,20 @@ from pathlib import Path
 import numpy as np
 
 from xtra.pipeline import BAR, final_evaluation, random_return
+from xtra.scores import hierarchical_bootstrap_ci
 
 GAMES = ("minatar/freeway", "minatar/space_invaders")
 
 
-def score(seed_dir: Path, kind: str, game: str) -> tuple[float, object]:
-    """Mean return and the search budget it was scored with."""
+def score(seed_dir: Path, kind: str, game: str) -> tuple[np.ndarray, object]:
+    """Episode returns and the search budget they were scored with."""
     name = game.split("/")[1]
     posthoc = seed_dir / "eval16" / f"{kind}-{name}.json"
     if posthoc.is_file():
-        return float(np.mean(json.loads(posthoc.read_text())["games"][game]["returns"])), 16
+        return np.asarray(json.loads(posthoc.read_text())["games"][game]["returns"], dtype=float), 16
     run = {"producer": f"dataset-{name}", "teacher": f"teacher-{name}", "student": "student"}[kind]
     final = final_evaluation(seed_dir / "runs" / run, game)
-    return float(final["returns"].mean()), final["simulations"] or "own"
+    return final["returns"], final["simulations"] or "own"
 
 
 def main(named: list[str]) -> None:
@@ -36,9 +37,12 @@ def main(named: list[str]) -> None:
     for item in named:
         label, root = item.split("=", 1)
         met = {"teacher": 0, "student": 0, "checks": 0}
+        teachers: dict[str, list[np.ndarray]] = {}
         for seed_dir in sorted(Path(root).glob("seed*")):
             for game in GAMES:
-                (p, _), (t, ts), (s, ss) = (score(seed_dir, k, game) for k in ("producer", "teacher", "student"))
+                (pr, _), (tr, ts), (sr, ss) = (score(seed_dir, k, game) for k in ("producer", "teacher", "student"))
+                p, t, s = pr.mean(), tr.mean(), sr.mean()
+                teachers.setdefault(game, []).append(tr)
                 ok_t, ok_s = t >= BAR * p, s >= BAR * t
                 met["teacher"] += ok_t
                 met["student"] += ok_s
@@ -50,6 +54,12 @@ def main(named: list[str]) -> None:
                 )
         n = met["checks"]
         print(f"| {label} | all | | | | | | {met['teacher']} of {n} | {met['student']} of {n} |")
+        for game, groups in teachers.items():  # mean over seeds, 95 % CI resampling seeds then episodes
+            lo, hi = hierarchical_bootstrap_ci(groups)
+            print(
+                f"| {label} | teachers, mean | {game} | | | {np.mean([g.mean() for g in groups]):.2f} "
+                f"[{lo:.2f}, {hi:.2f}] | | | |"
+            )
 
 
 if __name__ == "__main__":
