@@ -5,7 +5,7 @@ import pytest
 import torch
 from reference_mcts import search_one
 
-from xtra.mcts import BatchedMCTS, MCTSConfig, run_mcts, select_actions
+from xtra.mcts import BatchedMCTS, MCTSConfig, completed_q_policy, run_mcts, select_actions
 from xtra.network import EfficientZeroNet, network_config
 
 PRIME = 1_000_003
@@ -212,3 +212,32 @@ def test_host_driver_takes_half_precision_network_outputs():
             recurrent, init.latent, init.hidden, np.zeros((3, 6))
         )
     assert (result.visit_counts.sum(1) == 6).all()
+
+
+def test_completed_q_policy_by_hand():
+    """softmax(logits + (c_visit + max N)·c_scale·minmax(completed Q)); unvisited children get the mixed value."""
+    logits = np.log(np.array([[0.5, 0.25, 0.25], [1 / 3, 1 / 3, 1 / 3]]))
+    counts = np.array([[2, 1, 0], [0, 0, 0]])
+    q = np.array([[1.0, 0.0, -np.inf], [-np.inf, -np.inf, -np.inf]])
+    value = np.array([0.4, 2.0])
+    p = completed_q_policy(logits, counts, q, value)
+    # row 0: prior-weighted Q of the visited = (0.5·1 + 0.25·0) / 0.75 = 2/3; mixed = (0.4 + 3·2/3) / 4 = 0.6
+    scaled = (np.array([1.0, 0.0, 0.6]) - 0.0) / 1.0
+    z = logits[0] + (50 + 2) * 0.1 * scaled
+    assert p[0] == pytest.approx(np.exp(z) / np.exp(z).sum(), rel=1e-5)
+    assert p[1] == pytest.approx([1 / 3] * 3, rel=1e-5)  # nothing visited: every Q is the value, the prior stays
+    assert p.dtype == np.float32 and np.allclose(p.sum(1), 1.0)
+
+
+def test_completed_q_targets_keep_the_searchs_ranking_where_visits_are_flat():
+    """8 simulations over 4 actions of the delayed-reward chain: the improved policy puts most mass on the
+    action whose Q is highest, the visit distribution cannot tell it apart as clearly."""
+    cfg = MCTSConfig(num_simulations=8, discount=0.99)
+    zeros = torch.zeros(1, 2, 1, dtype=torch.float64)
+    logits = np.zeros((2, 3))
+    result = BatchedMCTS(cfg).search(DelayedRewardChain(), torch.zeros(2, 2, dtype=torch.float64), (zeros, zeros),
+                                     logits)  # fmt: skip
+    improved = completed_q_policy(logits, result.visit_counts, result.child_q, np.zeros(2))
+    best = np.where(result.visit_counts > 0, result.child_q, -np.inf).argmax(1)
+    assert (improved.argmax(1) == best).all()
+    assert (improved.max(1) > result.policy.max(1)).all()

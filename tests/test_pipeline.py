@@ -69,9 +69,14 @@ def test_report_marks_a_constant_action_run_as_collapsed(tmp_path):
     seeds = {0: tmp_path / "seed0", 1: tmp_path / "seed1"}
     for seed, d in seeds.items():
         write(d / "runs" / "xtra", target, [0.0, 0.0, 1.0], [0, 0, 300] if seed == 0 else [50, 120, 130])
-        for run in ("dataset-asterix", "teacher-asterix", "student"):
+        for run in ("dataset-asterix", "teacher-asterix"):
             write(d / "runs" / run, pretrain[0], [1.0, 2.0], [10, 10, 10, 10, 10])
+        write(d / "runs" / "student", pretrain[0], [0.5, 1.0], [10, 10, 10, 10, 10])
     result = report(tmp_path, seeds, target, pretrain, Budget(), ("xtra",))
+    quality = result["quality"][0][0]
+    assert (quality["teacher_ok"], quality["student_ok"]) == (True, False)
+    # each ratio with its interval: student means {0.5, 0.75, 1} over teacher means {1, 1.5, 2}
+    assert quality["teacher_ratio"].startswith("1.00 [") and quality["student_ratio"].startswith("0.50 [0.25, ")
     assert result["rows"][0]["collapsed_seeds"] == "0"
     assert [p["collapsed"] for p in result["per_seed"]] == [True, False]
     md = (tmp_path / "results.md").read_text()

@@ -36,7 +36,7 @@ from xtra.collector import COLLAPSE_SHARE, Evaluated, evaluate, random_actor
 from xtra.envs import env_spec, game_name
 from xtra.network import ACTION_ENCODINGS
 from xtra.report import write_csv
-from xtra.scores import bootstrap_ci, hierarchical_bootstrap_ci
+from xtra.scores import bootstrap_ci, hierarchical_bootstrap_ci, ratio_ci
 from xtra.shipped import composed_yaml, merged, nested, online_data_path, resolve_config
 
 
@@ -404,6 +404,11 @@ def transferable_games(pre: Path, pretrain: list[str]) -> list[str]:
     return keep
 
 
+def format_ratio(point: float, low: float, high: float) -> str:
+    """``0.74 [0.52, 1.01]``; ``inf`` where the denominator scored 0."""
+    return f"{point:.2f} [{low:.2f}, {high:.2f}]"
+
+
 def pretraining_quality(out: Path, pretrain: list[str], pretraining: Path | None = None) -> list[dict]:
     """Per pretraining game: random play's, the data producer's, the teacher's and the student's return, and
     the bars (producers and teachers run under ``pretraining``, default ``out``)."""
@@ -415,12 +420,15 @@ def pretraining_quality(out: Path, pretrain: list[str], pretraining: Path | None
                                                     out / "runs" / "student")]  # fmt: skip
         producer, teacher, student = (f["returns"].mean() for f in finals)
         random = random_return(t)
+        teacher_ratio = ratio_ci(finals[1]["returns"], finals[0]["returns"])
+        student_ratio = ratio_ci(finals[2]["returns"], finals[1]["returns"])
         rows.append({
             "game": t, "random": round(random, 3), "producer": round(float(producer), 3),
             "teacher": round(float(teacher), 3), "student": round(float(student), 3),
             "simulations": "/".join(str(f["simulations"] or "own") for f in finals),
             "producer_ok": bool(producer > random), "teacher_ok": bool(teacher >= BAR * producer),
             "student_ok": bool(student >= BAR * teacher), "transferred": t in transferred,
+            "teacher_ratio": format_ratio(*teacher_ratio), "student_ratio": format_ratio(*student_ratio),
         })  # fmt: skip
     return rows
 
@@ -511,16 +519,20 @@ def results_markdown(rows, per_seed, quality, target, pretrain, budget: Budget) 
               f"its data producer, student ≥ {BAR:.0%} of the teacher; and no pretraining is worth transferring "
               "unless the data producer beats random play; **teacher > random**: the teacher's 95 % CI lies above "
               "random play's mean — the games `xtra-gated` replays; **search**: simulations per evaluation move, "
-              "`own` = the model's training search, as runs before the common evaluation budget were scored):", "",
+              "`own` = the model's training search, as runs before the common evaluation budget were scored; "
+              "**teacher ÷ producer**, **student ÷ teacher**: the ratio of mean returns with its 95 % bootstrap "
+              "interval over both evaluations' episodes — a bar missed or met inside that interval is noise):", "",
               "| seed | game | random play | data producer | teacher | student | producer > random | teacher bar | "
-              "student bar | teacher > random | search (producer/teacher/student) |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+              "student bar | teacher ÷ producer | student ÷ teacher | teacher > random | "
+              "search (producer/teacher/student) |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for s in seeds:
         for q in quality[s]:
             ok = {True: "ok", False: "**missed**"}
             lines.append(f"| {s} | {q['game']} | {q['random']} | {q['producer']} | {q['teacher']} | {q['student']} | "
                          f"{ok[q['producer_ok']]} | {ok[q['teacher_ok']]} | {ok[q['student_ok']]} | "
-                         f"{ok[q['transferred']]} | {q['simulations']} |")  # fmt: skip
+                         f"{q['teacher_ratio']} | {q['student_ratio']} | {ok[q['transferred']]} | "
+                         f"{q['simulations']} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from xtra.mcts import BatchedMCTS, run_mcts
+from xtra.mcts import BatchedMCTS, completed_q_policy, run_mcts
 from xtra.network import EfficientZeroNet
 from xtra.targets import Bootstrap, ValuePlan, stack_frames
 
@@ -43,13 +43,21 @@ def reanalysed_policies(
     rng: np.random.Generator | None,
     num_actions: int,
     action_ids: torch.Tensor | None = None,
+    target: str = "visits",
 ) -> tuple[torch.Tensor, float]:
-    """Fresh visit distributions for observation stacks ``[n, K+1, …]`` (root noise from ``rng``), placed in the
+    """Fresh search policies for observation stacks ``[n, K+1, …]`` (root noise from ``rng``), placed in the
     network's ``num_actions``-wide space when the search ran over one game's ``action_ids``; and their mean root
-    value (for logging)."""
+    value (for logging). ``target``: ``visits`` (the visit distribution, EfficientZero) or ``completed_q``
+    (:func:`~xtra.mcts.completed_q_policy`)."""
     n, positions = obs.shape[:2]
     result, _ = run_mcts(net, obs.flatten(0, 1), search, rng, action_ids)
-    fresh = torch.from_numpy(result.policy).to(obs.device).view(n, positions, -1)
+    if target == "visits":
+        policy = result.policy
+    elif target == "completed_q":
+        policy = completed_q_policy(result.root_logits, result.visit_counts, result.child_q, result.network_values)
+    else:
+        raise ValueError(f"unknown search policy target {target!r}; choose visits or completed_q")
+    fresh = torch.from_numpy(policy).to(obs.device).view(n, positions, -1)
     if action_ids is not None:  # the game's own actions → the network's shared action space
         shared = torch.zeros(n, positions, num_actions, device=obs.device)
         fresh = shared.index_copy_(2, action_ids.to(obs.device), fresh)

@@ -130,3 +130,27 @@ def profile_ci(
         curves[i] = performance_profile(np.take_along_axis(scores, idx, axis=0), taus)
     lo, hi = np.quantile(curves, [(1 - confidence) / 2, (1 + confidence) / 2], axis=0)
     return lo, hi
+
+
+def ratio_ci(
+    numerator: np.ndarray, denominator: np.ndarray, reps: int = 5_000, confidence: float = 0.95, seed: int = 0
+) -> tuple[float, float, float]:
+    """``mean(numerator) / mean(denominator)`` and its percentile bootstrap CI, resampling the episodes of the two
+    (independent) evaluations separately.
+
+    The pretraining bars compare one evaluation with another (a teacher with its data's producer); both are means
+    of a few dozen episodes, so a ratio near the bar says little unless its interval is shown. A denominator whose
+    resampled mean is 0 makes that resample's ratio infinite (returns here are never negative).
+    """
+    num, den = np.asarray(numerator, dtype=np.float64), np.asarray(denominator, dtype=np.float64)
+    if num.size == 0 or den.size == 0:
+        raise ValueError("ratio_ci needs at least one episode on each side")
+    rng = np.random.default_rng(seed)
+    num_means = rng.choice(num, size=(reps, num.size)).mean(1)
+    den_means = rng.choice(den, size=(reps, den.size)).mean(1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = np.where(den_means != 0, num_means / den_means, np.inf)
+        point = num.mean() / den.mean() if den.mean() != 0 else np.inf
+    # no interpolation between order statistics: an infinite ratio must not turn the bound into inf − inf
+    lo, hi = np.quantile(ratios, [(1 - confidence) / 2, (1 + confidence) / 2], method="inverted_cdf")
+    return float(point), float(lo), float(hi)

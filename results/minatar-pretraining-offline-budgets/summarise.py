@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from xtra.pipeline import BAR, final_evaluation, random_return
-from xtra.scores import hierarchical_bootstrap_ci
+from xtra.pipeline import BAR, final_evaluation, format_ratio, random_return
+from xtra.scores import hierarchical_bootstrap_ci, ratio_ci
 
 GAMES = ("minatar/freeway", "minatar/space_invaders")
 
@@ -32,8 +32,9 @@ def score(seed_dir: Path, kind: str, game: str) -> tuple[np.ndarray, object]:
 
 
 def main(named: list[str]) -> None:
-    print("| offline budget | seed | game | random | producer | teacher | student | teacher bar | student bar |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| offline budget | seed | game | random | producer | teacher | student | teacher bar | student bar | "
+          "teacher ÷ producer | student ÷ teacher |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for item in named:
         label, root = item.split("=", 1)
         met = {"teacher": 0, "student": 0, "checks": 0}
@@ -50,15 +51,16 @@ def main(named: list[str]) -> None:
                 mark = {True: "ok", False: "**missed**"}
                 print(
                     f"| {label} | {seed_dir.name[4:]} | {game} | {random_return(game):.2f} | {p:.2f} | {t:.2f} "
-                    f"({ts}) | {s:.2f} ({ss}) | {mark[ok_t]} | {mark[ok_s]} |"
+                    f"({ts}) | {s:.2f} ({ss}) | {mark[ok_t]} | {mark[ok_s]} | {format_ratio(*ratio_ci(tr, pr))} | "
+                    f"{format_ratio(*ratio_ci(sr, tr))} |"
                 )
         n = met["checks"]
-        print(f"| {label} | all | | | | | | {met['teacher']} of {n} | {met['student']} of {n} |")
+        print(f"| {label} | all | | | | | | {met['teacher']} of {n} | {met['student']} of {n} | | |")
         for game, groups in teachers.items():  # mean over seeds, 95 % CI resampling seeds then episodes
             lo, hi = hierarchical_bootstrap_ci(groups)
             print(
                 f"| {label} | teachers, mean | {game} | | | {np.mean([g.mean() for g in groups]):.2f} "
-                f"[{lo:.2f}, {hi:.2f}] | | | |"
+                f"[{lo:.2f}, {hi:.2f}] | | | | | |"
             )
 
 

@@ -97,6 +97,34 @@ def test_student_targets_are_each_games_teacher_and_losses_are_logged_per_game(d
             assert name in header, name
 
 
+def test_completed_q_policy_targets_come_from_the_teachers_search(datasets, teachers):
+    """``reanalyse_policy: completed_q``: each row's policy target is the improved policy of the very search the
+    teacher ran (same root noise), on the game's legal actions only; an unknown choice fails at construction."""
+    from xtra.mcts import completed_q_policy, run_mcts
+    from xtra.targets import stack_frames
+
+    dm = OfflineReplayDataModule(datasets, batch_size=8, seed=4)
+    student = DistillationModule(teachers=teachers, obs_shape=dm.obs_shape, num_actions=dm.num_actions,
+                                 reanalyse_policy="completed_q", **{**SMALL, "network": "minatar"})  # fmt: skip
+    dm.setup("fit")
+    student.frame_stack = dm.frame_stack
+    task, batch = next(iter(dm.sample(3, 3).items()))
+    state = student.rng.bit_generator.state
+    policies = student.task_targets(task, batch)["targets"].policies  # [8, 4, 6]
+    student.rng.bit_generator.state = state
+    ids = student.action_ids_for(task)
+    obs = stack_frames(batch["frames"], torch.arange(4).expand(8, -1), dm.frame_stack).flatten(0, 1)
+    result, _ = run_mcts(load_network(teachers[0]).net, obs, student.search, student.rng, ids)
+    expected = completed_q_policy(result.root_logits, result.visit_counts, result.child_q, result.network_values)
+    mask = policies.sum(-1) > 0  # positions past a segment's end carry no target
+    torch.testing.assert_close(policies[..., ids][mask], torch.from_numpy(expected).view(8, 4, -1)[mask])
+    assert policies[..., [a for a in range(6) if a not in ids.tolist()]].abs().sum() == 0
+    assert not torch.allclose(policies[mask] * 4, (policies[mask] * 4).round())  # not visit counts of 4 sims
+    with pytest.raises(ValueError, match="choose visits or completed_q"):
+        DistillationModule(teachers=teachers, obs_shape=dm.obs_shape, num_actions=dm.num_actions,
+                           reanalyse_policy="gumbel", **{**SMALL, "network": "minatar"})  # fmt: skip
+
+
 def test_student_refuses_wrong_teachers(datasets, teachers, tmp_path):
     dm = OfflineReplayDataModule(datasets, batch_size=4)
     kwargs = dict(obs_shape=dm.obs_shape, num_actions=dm.num_actions, **SMALL)

@@ -82,6 +82,10 @@ class EfficientZeroModule(NetworkModule):
             ``None`` keeps n fixed.
         reanalyse_fraction: share of each batch whose policy targets come from a fresh target-network MCTS
             (EZ: 0.99); the rest use the policies stored at collection.
+        reanalyse_policy: what a fresh search's policy target is: ``visits``, its visit distribution
+            (EfficientZero), or ``completed_q``, ``softmax(prior logits + σ(completed Q))`` (Gumbel MuZero's
+            improved policy), which keeps the search's ranking of the actions when a few simulations leave the
+            visit counts nearly flat.
         value_bootstrap: ``network`` bootstraps n-step values from the target network's value (what the
             EfficientZero code runs by default), ``search`` from a fresh MCTS root value (what its paper
             describes; one more search per position).
@@ -103,6 +107,7 @@ class EfficientZeroModule(NetworkModule):
         value_prefix_horizon: int = 5,
         loss_weights: LossWeights = LossWeights(),
         reanalyse_fraction: float = 0.99,
+        reanalyse_policy: Literal["visits", "completed_q"] = "visits",
         value_bootstrap: Literal["network", "search"] = "network",
         target_update_interval: int = 200,
         actor_update_interval: int = 100,
@@ -119,6 +124,8 @@ class EfficientZeroModule(NetworkModule):
                 f"mcts has discount {mcts.discount} and value_prefix_horizon {mcts.value_prefix_horizon}, the module "
                 f"{discount} and {value_prefix_horizon}: the search uses the module's; pass SearchOptions"
             )
+        if reanalyse_policy not in ("visits", "completed_q"):
+            raise ValueError(f"reanalyse_policy {reanalyse_policy!r}: choose visits or completed_q")
         self.mcts_config = MCTSConfig.of(mcts, discount, value_prefix_horizon)
         self.hparams["mcts"] = {f.name: getattr(mcts, f.name) for f in fields(SearchOptions)}
         self.hparams["loss_weights"] = asdict(loss_weights)
@@ -234,7 +241,7 @@ class EfficientZeroModule(NetworkModule):
         stats = {}
         if n_re > 0:
             fresh, root_value = reanalysed_policies(
-                target_net, obs[:n_re], self.search, self.rng, policies.shape[-1], action_ids
+                target_net, obs[:n_re], self.search, self.rng, policies.shape[-1], action_ids, hp.reanalyse_policy
             )
             policies[:n_re] = fresh * policy_mask[:n_re, :, None]
             stats["mcts/reanalyse_root_value"] = root_value
