@@ -32,8 +32,10 @@ def score(seed_dir: Path, kind: str, game: str) -> tuple[np.ndarray, object]:
 
 
 def main(named: list[str]) -> None:
-    print("| offline budget | seed | game | random | producer | teacher | student | teacher bar | student bar | "
-          "teacher ÷ producer | student ÷ teacher |")
+    print(
+        "| offline budget | seed | game | random | producer | teacher | student | teacher bar | student bar | "
+        "teacher ÷ producer | student ÷ teacher |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for item in named:
         label, root = item.split("=", 1)
