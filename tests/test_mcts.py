@@ -230,8 +230,8 @@ def test_completed_q_policy_by_hand():
 
 
 def test_completed_q_targets_keep_the_searchs_ranking_where_visits_are_flat():
-    """8 simulations over 4 actions of the delayed-reward chain: the improved policy puts most mass on the
-    action whose Q is highest, the visit distribution cannot tell it apart as clearly."""
+    """8 simulations over the 3 actions of the delayed-reward chain: the improved policy puts most mass on the
+    visited action whose Q is highest, more than the visit distribution puts on its most visited one."""
     cfg = MCTSConfig(num_simulations=8, discount=0.99)
     zeros = torch.zeros(1, 2, 1, dtype=torch.float64)
     logits = np.zeros((2, 3))

@@ -336,7 +336,6 @@ class SearchResult:
     root_values: np.ndarray  # [B] float64
     child_q: np.ndarray | None = None  # [B, A] float64, -inf where unvisited
     root_logits: np.ndarray | None = None  # [B, A] the network's prior logits at the roots (before noise)
-    network_values: np.ndarray | None = None  # [B] the network's own value of each root
 
     @property
     def policy(self) -> np.ndarray:
@@ -543,7 +542,7 @@ def run_mcts(
     result = mcts.search(
         network_recurrent_fn(net, action_ids), init.latent, init.hidden, packed[:, 1:], noise, seed, action_ids
     )
-    result.root_logits, result.network_values = packed[:, 1:], packed[:, 0]
+    result.root_logits = packed[:, 1:]
     return result, packed[:, 0]
 
 

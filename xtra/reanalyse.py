@@ -13,6 +13,8 @@ from xtra.mcts import BatchedMCTS, completed_q_policy, run_mcts
 from xtra.network import EfficientZeroNet
 from xtra.targets import Bootstrap, ValuePlan, stack_frames
 
+REANALYSE_POLICIES = ("visits", "completed_q")  # what a reanalysed search's policy target can be
+
 
 def bootstrap_values(
     mode: Bootstrap,
@@ -50,13 +52,13 @@ def reanalysed_policies(
     value (for logging). ``target``: ``visits`` (the visit distribution, EfficientZero) or ``completed_q``
     (:func:`~xtra.mcts.completed_q_policy`)."""
     n, positions = obs.shape[:2]
-    result, _ = run_mcts(net, obs.flatten(0, 1), search, rng, action_ids)
+    result, network_values = run_mcts(net, obs.flatten(0, 1), search, rng, action_ids)
     if target == "visits":
         policy = result.policy
     elif target == "completed_q":
-        policy = completed_q_policy(result.root_logits, result.visit_counts, result.child_q, result.network_values)
+        policy = completed_q_policy(result.root_logits, result.visit_counts, result.child_q, network_values)
     else:
-        raise ValueError(f"unknown search policy target {target!r}; choose visits or completed_q")
+        raise ValueError(f"unknown search policy target {target!r}; choose one of {', '.join(REANALYSE_POLICIES)}")
     fresh = torch.from_numpy(policy).to(obs.device).view(n, positions, -1)
     if action_ids is not None:  # the game's own actions → the network's shared action space
         shared = torch.zeros(n, positions, num_actions, device=obs.device)

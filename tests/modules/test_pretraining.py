@@ -114,13 +114,13 @@ def test_completed_q_policy_targets_come_from_the_teachers_search(datasets, teac
     student.rng.bit_generator.state = state
     ids = student.action_ids_for(task)
     obs = stack_frames(batch["frames"], torch.arange(4).expand(8, -1), dm.frame_stack).flatten(0, 1)
-    result, _ = run_mcts(load_network(teachers[0]).net, obs, student.search, student.rng, ids)
-    expected = completed_q_policy(result.root_logits, result.visit_counts, result.child_q, result.network_values)
+    result, values = run_mcts(load_network(teachers[0]).net, obs, student.search, student.rng, ids)
+    expected = completed_q_policy(result.root_logits, result.visit_counts, result.child_q, values)
     mask = policies.sum(-1) > 0  # positions past a segment's end carry no target
     torch.testing.assert_close(policies[..., ids][mask], torch.from_numpy(expected).view(8, 4, -1)[mask])
     assert policies[..., [a for a in range(6) if a not in ids.tolist()]].abs().sum() == 0
     assert not torch.allclose(policies[mask] * 4, (policies[mask] * 4).round())  # not visit counts of 4 sims
-    with pytest.raises(ValueError, match="choose visits or completed_q"):
+    with pytest.raises(ValueError, match="choose one of visits, completed_q"):
         DistillationModule(teachers=teachers, obs_shape=dm.obs_shape, num_actions=dm.num_actions,
                            reanalyse_policy="gumbel", **{**SMALL, "network": "minatar"})  # fmt: skip
 

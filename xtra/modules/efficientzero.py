@@ -26,7 +26,7 @@ from xtra.losses import LossOutput, LossWeights, UnrollTargets, efficientzero_lo
 from xtra.mcts import BatchedMCTS, MCTSConfig, SearchOptions
 from xtra.modules.base import NetworkModule
 from xtra.network import EfficientZeroNet
-from xtra.reanalyse import bootstrap_values, reanalysed_policies
+from xtra.reanalyse import REANALYSE_POLICIES, bootstrap_values, reanalysed_policies
 from xtra.targets import (
     Bootstrap,
     bootstrapped_value_targets,
@@ -124,8 +124,8 @@ class EfficientZeroModule(NetworkModule):
                 f"mcts has discount {mcts.discount} and value_prefix_horizon {mcts.value_prefix_horizon}, the module "
                 f"{discount} and {value_prefix_horizon}: the search uses the module's; pass SearchOptions"
             )
-        if reanalyse_policy not in ("visits", "completed_q"):
-            raise ValueError(f"reanalyse_policy {reanalyse_policy!r}: choose visits or completed_q")
+        if reanalyse_policy not in REANALYSE_POLICIES:
+            raise ValueError(f"reanalyse_policy {reanalyse_policy!r}: choose one of {', '.join(REANALYSE_POLICIES)}")
         self.mcts_config = MCTSConfig.of(mcts, discount, value_prefix_horizon)
         self.hparams["mcts"] = {f.name: getattr(mcts, f.name) for f in fields(SearchOptions)}
         self.hparams["loss_weights"] = asdict(loss_weights)
