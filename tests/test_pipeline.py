@@ -11,7 +11,9 @@ from xtra.pipeline import main as pipeline
 from xtra.shipped import online_data_key
 
 CONFIGS = Path(__file__).parents[1] / "configs" / "minatar"
-TINY = ["--scale", "0.04", "--simulations", "2", "--eval-episodes", "2"]
+# the offline stages' updates as the tests have always run them (the scaled defaults would be 2-4x as many)
+TINY = ["--scale", "0.04", "--teacher-updates", "80", "--student-updates", "40", "--simulations", "2",
+        "--eval-episodes", "2"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +33,7 @@ def test_pipeline_writes_table_csv_and_plot_and_reuses_stages(pipeline_run, caps
     assert "| XTRA |" in md and "| EfficientZero, same network (minatar-l) |" in md and "Pretraining quality" in md
     assert md.count("| 16/16/16 |") == 2  # each pretraining game scored at the producers' search budget
     assert (out / "learning_curves.png").read_bytes()[:4] == b"\x89PNG"
-    for path in ("datasets/asterix/manifest.json", "teachers/space_invaders.ckpt", "student.ckpt"):
+    for path in ("datasets/freeway/manifest.json", "teachers/space_invaders.ckpt", "student.ckpt"):
         assert (out / "seed0" / path).is_file(), path
     capsys.readouterr()
     assert pipeline(["--out", str(out), "--configs", str(CONFIGS), *TINY]) == 0
@@ -48,7 +50,7 @@ def test_datasets_hold_the_whole_env_step_budget(pipeline_run):
     from xtra.pipeline import Budget
 
     budget = Budget().scaled(0.04)
-    for game in ("asterix", "space_invaders"):
+    for game in ("freeway", "space_invaders"):
         manifest = json.loads((pipeline_run / "seed0" / "datasets" / game / "manifest.json").read_text())
         assert manifest["counts"]["steps"] == manifest["source"]["env_steps"] >= budget.dataset_env_steps
 
@@ -130,13 +132,13 @@ def composed(config: Path) -> dict:
 def inputs_from(cfg: dict, run: Path, tmp_path: Path) -> list[str]:
     """Overrides that point a composed stage config at the pipeline's outputs, read from what the config holds
     (a student to start from, teachers, offline games, a target to play, a dataset to write): no file names."""
-    games = [run / "datasets" / "asterix", run / "datasets" / "space_invaders"]
+    games = [run / "datasets" / "freeway", run / "datasets" / "space_invaders"]
     model, data = cfg["model"]["init_args"], cfg["data"]["init_args"]
     args = []
     if model.get("pretrained"):
         args.append(f"--model.init_args.pretrained={run / 'student.ckpt'}")
     if model.get("teachers"):
-        args.append(f"--model.init_args.teachers=[{run / 'teachers' / 'asterix.ckpt'},"
+        args.append(f"--model.init_args.teachers=[{run / 'teachers' / 'freeway.ckpt'},"
                     f"{run / 'teachers' / 'space_invaders.ckpt'}]")  # fmt: skip
     if "mcts" in model:
         args.append("--model.init_args.mcts.num_simulations=2")
@@ -173,7 +175,7 @@ def test_finetuner_under_ddp_sets_the_same_task_weights_on_both_ranks(pipeline_r
     import sys
 
     out = pipeline_run / "seed0"
-    datasets = f"[{out / 'datasets' / 'asterix'},{out / 'datasets' / 'space_invaders'}]"
+    datasets = f"[{out / 'datasets' / 'freeway'},{out / 'datasets' / 'space_invaders'}]"
     weights = ('[{"class_path": "xtra.callbacks.task_weights.GradientCosineTaskWeights", '
                '"init_args": {"cycle": 2, "measure": 1, "start": 1}}]')  # fmt: skip
     cmd = [sys.executable, "-m", "xtra.cli", "fit", "-c", str(CONFIGS / "xtra.yaml"), "--trainer.max_steps=4",
@@ -188,7 +190,7 @@ def test_finetuner_under_ddp_sets_the_same_task_weights_on_both_ranks(pipeline_r
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     header = next(tmp_path.rglob("metrics.csv")).read_text().splitlines()[0]
-    assert "task_weights/eta/asterix" in header and "task_weights/cosine/space_invaders" in header
+    assert "task_weights/eta/freeway" in header and "task_weights/cosine/space_invaders" in header
 
 
 @pytest.mark.slow
@@ -225,7 +227,8 @@ def test_budget_flags_size_their_stage_and_refuse_zero(tmp_path, capsys):
                      dataset_env_steps=3000, teacher_updates=7, student_updates=None)  # fmt: skip
     budget = budget_from_args(args)
     assert (budget.dataset_env_steps, budget.teacher_updates) == (3000, 7)  # explicit sizes win over --scale
-    assert budget.student_updates == int(Budget().student_updates * 0.5)  # the rest is scaled
+    assert budget.student_steps(2) == 2 * int(Budget().student_updates_per_game * 0.5)  # the rest is scaled
+    assert Budget(student_updates=9).student_steps(4) == 9  # an explicit student budget is not per game
     stages = stage_jobs(tmp_path, CONFIGS, "minatar/breakout", ["minatar/asterix"], budget, seed=0,
                         methods=("xtra", "efficientzero"))  # fmt: skip
     assert stages[1][0].overlay["trainer"]["max_steps"] == 7
@@ -256,7 +259,7 @@ def test_a_second_target_reuses_the_datasets_and_teachers_of_a_shared_pretrainin
     assert printed.count("reusing") == 4 and "student (distillation): student done in" in printed
     assert not (out / "seed0" / "datasets").exists() and (out / "seed0" / "student.ckpt").is_file()
     md = (out / "results.md").read_text()
-    assert "| 0 | minatar/asterix |" in md and "| 0 | minatar/space_invaders |" in md
+    assert "| 0 | minatar/freeway |" in md and "| 0 | minatar/space_invaders |" in md
 
 
 def test_two_pipelines_cannot_write_one_folder(tmp_path, capsys):

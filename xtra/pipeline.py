@@ -62,9 +62,12 @@ class Job:
 class Budget:
     """Sizes of every stage; ``scale`` multiplies all step counts."""
 
-    dataset_env_steps: int = 2500
-    teacher_updates: int = 2000  # 250 left the space_invaders teachers below 70 % of their producers (README)
-    student_updates: int = 1000  # 250 left every student below 70 % of its teachers on space_invaders (README)
+    # 6 000: freeway's episodes last 2 500 steps, so a smaller dataset over 16 envs ends none (README)
+    dataset_env_steps: int = 6000
+    teacher_updates: int = 4000  # 2 000 met 2 of 6 teacher bars on these datasets, 4 000 met 5 of 6 (README)
+    # a student of M games needs about M times a one-game student's updates: each update serves M games (README)
+    student_updates_per_game: int = 2000
+    student_updates: int | None = None  # None: student_updates_per_game x the number of pretraining games
     finetune_env_steps: int = 4000
     warmup_steps: int = 500
     update_to_data: float = 0.5
@@ -72,11 +75,16 @@ class Budget:
     evaluations: int = 4
     simulations: int = 50
 
-    STEP_FIELDS = ("dataset_env_steps", "teacher_updates", "student_updates", "finetune_env_steps",
-                   "warmup_steps")  # fmt: skip
+    STEP_FIELDS = ("dataset_env_steps", "teacher_updates", "student_updates_per_game", "student_updates",
+                   "finetune_env_steps", "warmup_steps")  # fmt: skip
 
     def scaled(self, scale: float) -> Budget:
-        return replace(self, **{f: max(int(getattr(self, f) * scale), 1) for f in self.STEP_FIELDS})
+        return replace(self, **{f: max(int(getattr(self, f) * scale), 1) for f in self.STEP_FIELDS
+                                if getattr(self, f) is not None})  # fmt: skip
+
+    def student_steps(self, games: int) -> int:
+        """The student's updates when it distils ``games`` teachers."""
+        return self.student_updates or self.student_updates_per_game * games
 
     @property
     def dataset_updates(self) -> int:
@@ -210,10 +218,10 @@ def stage_jobs(
     ]  # fmt: skip
     stage3 = [
         Job("student", "distill.yaml", merged(
-            trainer(b.student_updates, "student", ev, export_callback(student)),
+            trainer(b.student_steps(len(pretrain)), "student", ev, export_callback(student)),
             {"model": {"init_args": {"teachers": [str(teachers[t]) for t in pretrain]}},
              "data": {"init_args": {"datasets": [str(datasets[t]) for t in pretrain]}}},
-        ), student, out / "logs" / "student.log", b.student_updates)
+        ), student, out / "logs" / "student.log", b.student_steps(len(pretrain)))
     ]  # fmt: skip
     every = b.finetune_updates // b.evaluations
     cycle = max(b.finetune_updates // 8, 10)
@@ -627,13 +635,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="runs/pipeline", help="where every stage writes (and is reused from)")
     parser.add_argument("--configs", default="configs/minatar", help="the MinAtar stage configs")
     parser.add_argument("--target", default="minatar/breakout")
-    parser.add_argument("--pretrain", nargs="+", default=["minatar/asterix", "minatar/space_invaders"])
+    parser.add_argument("--pretrain", nargs="+", default=["minatar/freeway", "minatar/space_invaders"])
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every step budget (0.05 for a smoke run)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: --scale 0.1, 4 evaluation episodes")
     parser.add_argument("--finetune-env-steps", type=int, default=None, help="env steps on the target (after --scale)")
     parser.add_argument("--dataset-env-steps", type=int, default=None, help="env steps per dataset (after --scale)")
     parser.add_argument("--teacher-updates", type=int, default=None, help="updates per teacher (after --scale)")
-    parser.add_argument("--student-updates", type=int, default=None, help="distillation updates (after --scale)")
+    parser.add_argument("--student-updates", type=int, default=None,
+                        help="distillation updates (after --scale; default 2 000 per pretraining game)")  # fmt: skip
     parser.add_argument("--simulations", type=int, default=None, help="MCTS simulations when finetuning")
     parser.add_argument("--eval-episodes", type=int, default=None)
     parser.add_argument("--jobs", type=int, default=2, help="jobs run side by side (one per CPU core)")
