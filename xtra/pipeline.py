@@ -159,7 +159,8 @@ METHODS: dict[str, Method] = {
                                True, model={"reset_value_heads": False}),
     "xtra-task-rows": Method("XTRA, per-task-rows gradient probe", "xtra.yaml", True, True, True,
                              model={"gradient_probe": "task_rows"}),
-    # measured on 3 seeds: not better than replaying every game (README: "The competence gate"), so not the default
+    # measured on 3 seeds: not better than replaying every game (results/minatar-history.md, xtra-gated), so not
+    # the default
     "xtra-gated": Method("XTRA, offline games whose teacher beats random play only", "xtra.yaml", True, True, True,
                          gated=True),
 }  # fmt: skip
@@ -401,7 +402,7 @@ def transferable_games(pre: Path, pretrain: list[str]) -> list[str]:
     play's mean).
 
     A teacher at random play means its dataset holds no skill that offline training can extract; replaying that
-    game while finetuning only spends rows and gradient on noise (measured in the README: asterix at this budget).
+    game while finetuning only spends rows and gradient on noise (results/minatar-history.md: asterix).
     The rule reads the pretraining games only, never the target, so it cannot be tuned on the reported game.
     """
     keep = []

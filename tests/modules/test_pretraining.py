@@ -125,6 +125,44 @@ def test_completed_q_policy_targets_come_from_the_teachers_search(datasets, teac
                            reanalyse_policy="gumbel", **{**SMALL, "network": "minatar"})  # fmt: skip
 
 
+def test_cached_teacher_policies_are_the_teachers_search_paid_once_per_state(datasets, teachers, tmp_path):
+    """``cache_teacher_policies``: without root noise a cached target is what a fresh search of the same state
+    gives; a state sampled again is read, not searched; a checkpoint carries the cache to the resumed student."""
+    from xtra.mcts import SearchOptions
+
+    dm = OfflineReplayDataModule(datasets, batch_size=8, seed=4)
+    quiet = {**SMALL, "network": "minatar", "mcts": SearchOptions(num_simulations=4, exploration_fraction=0.0)}
+    fresh = DistillationModule(teachers=teachers, obs_shape=dm.obs_shape, num_actions=dm.num_actions, **quiet)
+    cached = DistillationModule(teachers=teachers, obs_shape=dm.obs_shape, num_actions=dm.num_actions,
+                                cache_teacher_policies=True, **quiet)  # fmt: skip
+    dm.setup("fit")
+    fresh.frame_stack = cached.frame_stack = dm.frame_stack
+    for task, batch in dm.sample(3, 3).items():
+        expected, first = fresh.task_targets(task, batch)["targets"], cached.task_targets(task, batch)
+        torch.testing.assert_close(first["targets"].policies, expected.policies)
+        torch.testing.assert_close(first["targets"].values, expected.values)
+        valid = expected.policy_mask > 0
+        states = (batch["rows"][:, None] + torch.arange(4))[valid]
+        _, known = cached.policy_cache[task]
+        assert int(known.sum()) == len(states.unique()) and known[states].all()  # each distinct state searched once
+        assert first["stats"]["distill/cached_share"] == 1 - len(states.unique()) / len(states)
+        again = cached.task_targets(task, batch)
+        assert again["stats"]["distill/cached_share"] == 1.0  # nothing searched the second time
+        torch.testing.assert_close(again["targets"].policies, expected.policies)
+
+    path = tmp_path / "student.ckpt"
+    t = trainer(tmp_path, 2)
+    t.fit(cached, dm)
+    t.save_checkpoint(path)
+    resumed = DistillationModule(teachers=teachers, obs_shape=dm.obs_shape, num_actions=dm.num_actions,
+                                 cache_teacher_policies=True, **quiet)  # fmt: skip
+    trainer(tmp_path / "resumed", 2).fit(resumed, dm, ckpt_path=path)  # restores at the last step, runs none
+    assert resumed.policy_cache.keys() == cached.policy_cache.keys()
+    for task, (policies, known) in cached.policy_cache.items():
+        assert torch.equal(resumed.policy_cache[task][1], known)
+        torch.testing.assert_close(resumed.policy_cache[task][0], policies)
+
+
 def test_student_refuses_wrong_teachers(datasets, teachers, tmp_path):
     dm = OfflineReplayDataModule(datasets, batch_size=4)
     kwargs = dict(obs_shape=dm.obs_shape, num_actions=dm.num_actions, **SMALL)

@@ -9,6 +9,7 @@ are stable — the paper's reason this scales to many games where multi-task RL 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -18,6 +19,7 @@ from xtra.envs import game_name
 from xtra.losses import LossOutput
 from xtra.modules.efficientzero import EfficientZeroModule
 from xtra.network import EfficientZeroNet
+from xtra.reanalyse import reanalysed_policies
 
 
 def policy_kl(out: LossOutput, targets, rows: slice) -> float:
@@ -38,6 +40,10 @@ class DistillationModule(EfficientZeroModule):
         network: the student's size preset (the paper's student is ``efficientzero-l``).
         reanalyse_fraction: share of rows whose policy target is the teacher's fresh search (default all; the
             rest use the policies stored in the data).
+        cache_teacher_policies: search every dataset state with its teacher once and reuse that policy each time
+            the state is sampled again. The teachers are frozen, so a state's target then differs from a fresh
+            search only in the search's root noise (one draw per state instead of one per visit); the teachers'
+            searches, most of a student's update otherwise, are paid once per state instead of once per visit.
         **kwargs: as :class:`~xtra.modules.efficientzero.EfficientZeroModule`.
     """
 
@@ -47,11 +53,14 @@ class DistillationModule(EfficientZeroModule):
         network: str = "efficientzero-l",
         reanalyse_fraction: float = 1.0,
         td_decay_env_steps: int | None = None,
+        cache_teacher_policies: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(
             network=network, reanalyse_fraction=reanalyse_fraction, td_decay_env_steps=td_decay_env_steps, **kwargs
         )
+        # per game: every dataset row's teacher policy in the shared action space, and which rows hold one
+        self.policy_cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.teachers: dict[str, EfficientZeroNet] = {}  # a plain dict: teachers are not part of the student
         for path in teachers or []:
             loaded = load_network(path)
@@ -94,7 +103,61 @@ class DistillationModule(EfficientZeroModule):
 
     def task_targets(self, task_id: str, raw: dict[str, torch.Tensor]) -> dict[str, Any]:
         """The game's teacher reanalyses the rows: its search policies and its bootstrapped values."""
-        return self.prepare_batch(raw, self.teacher(task_id), self.action_ids_for(task_id))
+        if not self.hparams.cache_teacher_policies:
+            return self.prepare_batch(raw, self.teacher(task_id), self.action_ids_for(task_id))
+        prepared = self.prepare_batch(raw, self.teacher(task_id), self.action_ids_for(task_id), reanalyse_fraction=0)
+        targets = prepared["targets"]
+        n_re = int(round(len(raw["rows"]) * self.hparams.reanalyse_fraction))
+        if n_re > 0:
+            policies = targets.policies.clone()
+            k = torch.arange(targets.policies.shape[1], device=raw["rows"].device)
+            states = raw["rows"][:n_re, None] + k  # the dataset row of the observation at each position k
+            valid = targets.policy_mask[:n_re] > 0
+            cached, searched = self.cached_policies(task_id, prepared["obs"][:n_re], states, valid)
+            policies[:n_re] = cached * targets.policy_mask[:n_re, :, None]
+            prepared["targets"] = replace(targets, policies=policies)
+            # the share of this batch's policy targets read from the cache rather than searched now
+            prepared["stats"]["distill/cached_share"] = 1.0 - searched / max(int(valid.sum()), 1)
+        return prepared
+
+    def cached_policies(
+        self, task_id: str, obs: torch.Tensor, states: torch.Tensor, valid: torch.Tensor
+    ) -> tuple[torch.Tensor, int]:
+        """Teacher policies ``[n, K+1, A]`` at dataset rows ``states`` ``[n, K+1]``, and how many states were searched
+        now: only the ``valid`` states that no earlier batch searched (each distinct state once)."""
+        width, device = self.net.num_actions, obs.device
+        states = states.to(device)
+        empty = (torch.zeros(0, width, device=device), torch.zeros(0, dtype=torch.bool, device=device))
+        policies, known = self.policy_cache.get(task_id, empty)
+        size = int(states.max()) + 1
+        if size > len(known):  # grow to the largest row seen (a dataset is read, never extended)
+            policies = torch.cat([policies.to(device), torch.zeros(size - len(policies), width, device=device)])
+            known = torch.cat([known.to(device), torch.zeros(size - len(known), dtype=torch.bool, device=device)])
+        wanted = valid & ~known[states]
+        searched = int(wanted.sum())
+        if searched:
+            new, first = torch.unique(states[wanted], return_inverse=True)
+            pick = torch.zeros(len(new), dtype=torch.long, device=device)
+            pick.scatter_(0, first, torch.arange(len(first), device=device))  # one observation stack per new state
+            fresh, _ = reanalysed_policies(
+                self.teacher(task_id), obs[wanted][pick][:, None], self.search, self.rng, width,
+                self.action_ids_for(task_id), self.hparams.reanalyse_policy,
+            )  # fmt: skip
+            policies[new] = fresh[:, 0]
+            known[new] = True
+            searched = len(new)
+        self.policy_cache[task_id] = (policies, known)
+        return policies[states], searched
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """The teachers' cached policies too, so that a resumed student reads the very targets it read before."""
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["xtra"]["policy_cache"] = {t: {"policies": p, "known": k} for t, (p, k) in self.policy_cache.items()}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        saved = checkpoint.get("xtra", {}).get("policy_cache") or {}
+        self.policy_cache = {t: (c["policies"], c["known"]) for t, c in saved.items()}
 
     def task_metrics(self, task_id: str, prepared: dict[str, Any], out: LossOutput, rows: slice) -> dict[str, float]:
         game = game_name(task_id)
