@@ -232,6 +232,10 @@ def test_budget_flags_size_their_stage_and_refuse_zero(tmp_path, capsys):
     stages = stage_jobs(tmp_path, CONFIGS, "minatar/breakout", ["minatar/asterix"], budget, seed=0,
                         methods=("xtra", "efficientzero"))  # fmt: skip
     assert stages[1][0].overlay["trainer"]["max_steps"] == 7
+    assert "cache_teacher_policies" not in stages[2][0].overlay["model"]["init_args"]
+    cached = stage_jobs(tmp_path, CONFIGS, "minatar/breakout", ["minatar/asterix"], budget, seed=0,
+                        cache_teacher_policies=True)  # fmt: skip
+    assert cached[2][0].overlay["model"]["init_args"]["cache_teacher_policies"] is True  # the student's job
     assert stages[0][0].overlay["data"]["init_args"]["env_steps"] == 3000
     # each job's overlay puts the online data's settings where its config keeps them
     xtra_job, ez_job = stages[3]

@@ -177,6 +177,7 @@ def stage_jobs(
     methods: tuple[str, ...] = DEFAULT_METHODS,
     action_encoding: str | None = None,
     pretraining: Path | None = None,
+    cache_teacher_policies: bool = False,
 ) -> list[list[Job]]:
     """The stages of one seed, each a list of jobs that may run side by side; each job an overlay on its stage's
     config, with the keys where that config keeps them (the online data's settings: ``online_data_path``).
@@ -184,6 +185,7 @@ def stage_jobs(
     ``action_encoding`` overrides the presets' encoding in every stage (teachers, student, finetuning, baselines).
     ``pretraining``: where the per-game stages (datasets, teachers, their runs and logs) live, default ``out``; a
     folder shared by pipelines of other targets makes each game's dataset and teacher once per seed.
+    ``cache_teacher_policies``: the student searches each dataset state with its teacher once (DistillationModule).
     """
     game = game_name
     pre = pretraining or out
@@ -220,7 +222,8 @@ def stage_jobs(
     stage3 = [
         Job("student", "distill.yaml", merged(
             trainer(b.student_steps(len(pretrain)), "student", ev, export_callback(student)),
-            {"model": {"init_args": {"teachers": [str(teachers[t]) for t in pretrain]}},
+            {"model": {"init_args": {"teachers": [str(teachers[t]) for t in pretrain],
+                                     **({"cache_teacher_policies": True} if cache_teacher_policies else {})}},
              "data": {"init_args": {"datasets": [str(datasets[t]) for t in pretrain]}}},
         ), student, out / "logs" / "student.log", b.student_steps(len(pretrain)))
     ]  # fmt: skip
@@ -660,6 +663,8 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="the dynamics' action input in every stage (default: the presets' one_hot)",
     )
+    parser.add_argument("--cache-teacher-policies", action="store_true",
+                        help="the student searches each dataset state with its teacher once (2.5x faster)")  # fmt: skip
     parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), choices=sorted(METHODS),
                         help="finetuning rows of the report")  # fmt: skip
     parser.add_argument(
@@ -692,7 +697,8 @@ def main(argv: list[str] | None = None) -> int:
     pre_dirs = {seed: Path(args.pretraining_dir) / f"seed{seed}" if args.pretraining_dir else d
                 for seed, d in seed_dirs.items()}  # fmt: skip
     seed_stages = [stage_jobs(d, configs, args.target, args.pretrain, budget, seed, methods, args.action_encoding,
-                              pre_dirs[seed]) for seed, d in seed_dirs.items()]  # fmt: skip
+                              pre_dirs[seed], args.cache_teacher_policies)
+                   for seed, d in seed_dirs.items()]  # fmt: skip
     start = time.time()
     previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)  # a scheduler's stop ends the running jobs too
     try:
