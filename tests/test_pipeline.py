@@ -228,6 +228,9 @@ def test_budget_flags_size_their_stage_and_refuse_zero(tmp_path, capsys):
     budget = budget_from_args(args)
     assert (budget.dataset_env_steps, budget.teacher_updates) == (3000, 7)  # explicit sizes win over --scale
     assert budget.student_steps(2) == 2 * int(Budget().student_updates_per_game * 0.5)  # the rest is scaled
+    quick = budget_from_args(Namespace(**{**vars(args), "quick": True, "scale": 1.0, "dataset_env_steps": None}))
+    assert quick.dataset_env_steps == int(Budget().dataset_env_steps * 0.05) and quick.eval_episodes == 4
+    assert quick.pretraining_eval_simulations == 2  # a smoke run's evaluations of 2 500-move freeway games
     assert Budget(student_updates=9).student_steps(4) == 9  # an explicit student budget is not per game
     stages = stage_jobs(tmp_path, CONFIGS, "minatar/breakout", ["minatar/asterix"], budget, seed=0,
                         methods=("xtra", "efficientzero"))  # fmt: skip

@@ -72,6 +72,9 @@ class Budget:
     warmup_steps: int = 500
     update_to_data: float = 0.5
     eval_episodes: int = 32
+    # the pretraining stages' evaluation search; None: the data producers' own (dataset.yaml), so that the bars
+    # compare like with like
+    pretraining_eval_simulations: int | None = None
     evaluations: int = 4
     simulations: int = 50
 
@@ -195,7 +198,8 @@ def stage_jobs(
     datasets = {t: pre / "datasets" / game(t) for t in pretrain}
     teachers = {t: pre / "teachers" / f"{game(t)}.ckpt" for t in pretrain}
     student = out / "student.ckpt"
-    ev = eval_callback(0, b.eval_episodes, at_start=False, simulations=producer_simulations(configs))
+    ev = eval_callback(0, b.eval_episodes, at_start=False,
+                       simulations=b.pretraining_eval_simulations or producer_simulations(configs))  # fmt: skip
 
     def trainer(max_steps: int, run: str, *cbs: tuple[str, dict], root: Path = out) -> dict:
         root = str(root / "runs" / run)
@@ -622,7 +626,7 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
 
 def budget_from_args(args: argparse.Namespace) -> Budget:
     """The default budget, scaled (``--scale``, ``--quick``), then the explicit sizes on top."""
-    budget = Budget().scaled(0.1 if args.quick and args.scale == 1.0 else args.scale)
+    budget = Budget().scaled(0.05 if args.quick and args.scale == 1.0 else args.scale)
     budget.simulations = args.simulations or budget.simulations
     for size in ("finetune_env_steps", "dataset_env_steps", "teacher_updates", "student_updates"):
         value = getattr(args, size)
@@ -630,6 +634,8 @@ def budget_from_args(args: argparse.Namespace) -> Budget:
             raise ValueError(f"--{size.replace('_', '-')} must be at least 1")
         setattr(budget, size, value or getattr(budget, size))
     budget.eval_episodes = args.eval_episodes or (4 if args.quick else budget.eval_episodes)
+    if args.quick:  # a smoke run: freeway's episodes last 2 500 moves, each a search; 2 simulations each will do
+        budget.pretraining_eval_simulations = 2
     return budget
 
 
@@ -641,7 +647,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", default="minatar/breakout")
     parser.add_argument("--pretrain", nargs="+", default=["minatar/freeway", "minatar/space_invaders"])
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every step budget (0.05 for a smoke run)")
-    parser.add_argument("--quick", action="store_true", help="a smoke run: --scale 0.1, 4 evaluation episodes")
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run: --scale 0.05, 4 evaluation episodes of 2 simulations per move")  # fmt: skip
     parser.add_argument("--finetune-env-steps", type=int, default=None, help="env steps on the target (after --scale)")
     parser.add_argument("--dataset-env-steps", type=int, default=None, help="env steps per dataset (after --scale)")
     parser.add_argument("--teacher-updates", type=int, default=None, help="updates per teacher (after --scale)")
