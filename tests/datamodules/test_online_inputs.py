@@ -38,6 +38,18 @@ def test_an_existing_dataset_is_never_replaced_without_overwrite(tmp_path):
     assert read_manifest(path)["task_id"] == "minatar/asterix"
 
 
+def test_a_game_whose_episodes_outlast_the_budget_is_played_to_the_schedule(tmp_path):
+    """Freeway's episodes last 2 500 moves: no episode ends and no segment fills within a small budget. The replay
+    then stores the play so far as cut segments; it used to play on until a segment filled (num_envs x
+    segment_length steps), past the budget, and a replay sized for the budget lost the oldest of them."""
+    path = tmp_path / "ds"
+    dm = OnlineReplayDataModule("minatar/freeway", num_envs=2, env_steps=30, warmup_steps=20, batch_size=4,
+                                segment_length=100, save_dataset=str(path))  # fmt: skip
+    _fit(dm, tmp_path)
+    manifest = read_manifest(path)
+    assert manifest["source"]["env_steps"] == manifest["counts"]["steps"] <= 30 + 2  # whole vector steps
+
+
 def test_an_unwritable_dataset_path_fails_before_training(tmp_path):
     (tmp_path / "a-file").write_text("")
     dm = OnlineReplayDataModule("minatar/breakout", **TINY, save_dataset=str(tmp_path / "a-file" / "ds"))

@@ -228,8 +228,10 @@ class OnlineReplayDataModule(StepBatchDataModule):
         updates = module.global_step
         while self.collector.env_steps < self.target_env_steps(updates):
             self._collect(self.target_env_steps(updates) - self.collector.env_steps)
-        while self.replay.num_steps_added == 0:  # nothing flushed yet: segments are still being played
-            self._collect(self.num_envs)
+        while self.replay.num_steps_added == 0:  # no episode ended and no segment is full yet (a long game):
+            self.collector.flush_in_progress()  # store the play so far as cut segments rather than play past the
+            if self.replay.num_steps_added == 0:  # schedule (freeway: 1 600 steps before the first update)
+                self._collect(self.num_envs)
         self._stats["data/env_steps"] = float(self.collector.env_steps)
         self._stats["data/replay_steps"] = float(self.replay.num_steps_added)
         self._stats["data/updates_per_env_step"] = updates / max(self.collector.env_steps, 1)
