@@ -647,8 +647,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", default="minatar/breakout")
     parser.add_argument("--pretrain", nargs="+", default=["minatar/freeway", "minatar/space_invaders"])
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every step budget (0.05 for a smoke run)")
-    parser.add_argument("--quick", action="store_true",
-                        help="a smoke run: --scale 0.05, 4 evaluation episodes of 2 simulations per move")  # fmt: skip
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: --scale 0.05, 4 evaluation episodes, pretraining scored at 2 sims",
+    )
     parser.add_argument("--finetune-env-steps", type=int, default=None, help="env steps on the target (after --scale)")
     parser.add_argument("--dataset-env-steps", type=int, default=None, help="env steps per dataset (after --scale)")
     parser.add_argument("--teacher-updates", type=int, default=None, help="updates per teacher (after --scale)")
