@@ -62,7 +62,7 @@ class Job:
 class Budget:
     """Sizes of every stage; ``scale`` multiplies all step counts."""
 
-    # 6 000: freeway's episodes last 2 500 steps, so a smaller dataset over 16 envs ends none (README)
+    # 6 000: freeway's producers leave random play at about 6 000 env steps (results/minatar-history.md)
     dataset_env_steps: int = 6000
     teacher_updates: int = 4000  # 2 000 met 2 of 6 teacher bars on these datasets, 4 000 met 5 of 6 (README)
     # a student of M games needs about M times a one-game student's updates: each update serves M games (README)
