@@ -134,8 +134,8 @@ class DistillationModule(EfficientZeroModule):
             policies = torch.cat([policies.to(device), torch.zeros(size - len(policies), width, device=device)])
             known = torch.cat([known.to(device), torch.zeros(size - len(known), dtype=torch.bool, device=device)])
         wanted = valid & ~known[states]
-        searched = int(wanted.sum())
-        if searched:
+        searched = 0
+        if bool(wanted.any()):
             new, first = torch.unique(states[wanted], return_inverse=True)
             pick = torch.zeros(len(new), dtype=torch.long, device=device)
             pick.scatter_(0, first, torch.arange(len(first), device=device))  # one observation stack per new state
