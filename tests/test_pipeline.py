@@ -70,6 +70,7 @@ def test_report_marks_a_constant_action_run_as_collapsed(tmp_path):
 
     seeds = {0: tmp_path / "seed0", 1: tmp_path / "seed1"}
     for seed, d in seeds.items():
+        write_dataset(d / "datasets" / "asterix", rewards=[0.0, 1.0, 0.0, 2.0] if seed == 0 else [0.0] * 4)
         write(d / "runs" / "xtra", target, [0.0, 0.0, 1.0], [0, 0, 300] if seed == 0 else [50, 120, 130])
         for run in ("dataset-asterix", "teacher-asterix"):
             write(d / "runs" / run, pretrain[0], [1.0, 2.0], [10, 10, 10, 10, 10])
@@ -84,6 +85,33 @@ def test_report_marks_a_constant_action_run_as_collapsed(tmp_path):
     md = (tmp_path / "results.md").read_text()
     assert "**collapsed**: 1 of 2 (seed 0)" in md and "0.333 (1.00, collapsed)" in md
     assert md.count("| own/own/own |") == 2  # records without a search budget: each model's own
+    assert [q[0]["rewarded_steps"] for q in result["quality"].values()] == ["2 of 4", "0 of 4"]
+
+
+def write_dataset(path: Path, rewards: list[float]) -> None:
+    """A one-segment MinAtar-shaped dataset with the given rewards."""
+    from xtra.replay import Replay
+
+    steps = len(rewards)
+    replay = Replay(steps + 1, (10, 10, 10), 3, 1)
+    replay.add_segment(np.zeros((steps + 1, 10, 10, 10), np.uint8), np.zeros(steps, np.int64),
+                       np.asarray(rewards, np.float32), np.zeros(steps, np.float32),
+                       np.full((steps, 3), 1 / 3, np.float32), np.arange(steps), terminal=True)  # fmt: skip
+    replay.save(path, "minatar/asterix")
+
+
+def test_a_dataset_without_rewards_is_reported_with_a_warning(tmp_path, capsys):
+    """The pipeline prints each dataset's reward content after the dataset stage; a dataset with no reward gets a
+    warning naming the fix (its teacher can learn no values)."""
+    from xtra.pipeline import dataset_line
+    from xtra.replay import reward_summary
+
+    write_dataset(tmp_path / "some", [0.0, 1.0, -1.0, 0.0, 1.0])
+    write_dataset(tmp_path / "none", [0.0] * 5)
+    assert reward_summary(tmp_path / "some") == {"steps": 5, "rewarded_steps": 3, "reward_sum": 1.0}
+    assert dataset_line(tmp_path / "some").endswith("5 steps, 3 with a reward (sum 1)")
+    line = dataset_line(tmp_path / "none")
+    assert "0 with a reward" in line and "WARNING: no reward" in line and "--dataset-env-steps" in line
 
 
 def test_only_games_whose_teacher_beats_random_play_are_replayed_offline(tmp_path):

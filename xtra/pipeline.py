@@ -35,6 +35,7 @@ import numpy as np
 from xtra.collector import COLLAPSE_SHARE, Evaluated, evaluate, random_actor
 from xtra.envs import env_spec, game_name
 from xtra.network import ACTION_ENCODINGS
+from xtra.replay import DatasetError, reward_summary
 from xtra.report import write_csv
 from xtra.scores import bootstrap_ci, hierarchical_bootstrap_ci, ratio_ci
 from xtra.shipped import composed_yaml, merged, nested, online_data_path, resolve_config
@@ -438,8 +439,14 @@ def pretraining_quality(out: Path, pretrain: list[str], pretraining: Path | None
         random = random_return(t)
         teacher_ratio = ratio_ci(finals[1]["returns"], finals[0]["returns"])
         student_ratio = ratio_ci(finals[2]["returns"], finals[1]["returns"])
+        try:
+            data = reward_summary(pre / "datasets" / g)
+            rewarded = f"{data['rewarded_steps']} of {data['steps']}"
+        except DatasetError:  # deleted after its teacher was trained
+            rewarded = "dataset gone"
         rows.append({
-            "game": t, "random": round(random, 3), "producer": round(float(producer), 3),
+            "game": t, "rewarded_steps": rewarded,
+            "random": round(random, 3), "producer": round(float(producer), 3),
             "teacher": round(float(teacher), 3), "student": round(float(student), 3),
             "simulations": "/".join(str(f["simulations"] or "own") for f in finals),
             "producer_ok": bool(producer > random), "teacher_ok": bool(teacher >= BAR * producer),
@@ -537,18 +544,20 @@ def results_markdown(rows, per_seed, quality, target, pretrain, budget: Budget) 
               "random play's mean — the games `xtra-gated` replays; **search**: simulations per evaluation move, "
               "`own` = the model's training search, as runs before the common evaluation budget were scored; "
               "**teacher ÷ producer**, **student ÷ teacher**: the ratio of mean returns with its 95 % bootstrap "
-              "interval over both evaluations' episodes — a bar missed or met inside that interval is noise):", "",
+              "interval over both evaluations' episodes — a bar missed or met inside that interval is noise; "
+              "**steps with a reward**: a dataset without one teaches no values, and its bars compare arbitrary "
+              "policies):", "",
               "| seed | game | random play | data producer | teacher | student | producer > random | teacher bar | "
               "student bar | teacher ÷ producer | student ÷ teacher | teacher > random | "
-              "search (producer/teacher/student) |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+              "search (producer/teacher/student) | steps with a reward in the data |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for s in seeds:
         for q in quality[s]:
             ok = {True: "ok", False: "**missed**"}
             lines.append(f"| {s} | {q['game']} | {q['random']} | {q['producer']} | {q['teacher']} | {q['student']} | "
                          f"{ok[q['producer_ok']]} | {ok[q['teacher_ok']]} | {ok[q['student_ok']]} | "
                          f"{q['teacher_ratio']} | {q['student_ratio']} | {ok[q['transferred']]} | "
-                         f"{q['simulations']} |")  # fmt: skip
+                         f"{q['simulations']} | {q['rewarded_steps']} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -594,6 +603,20 @@ def run_stages(seed_stages: list[list[list[Job]]], seeds: list[int], jobs_at_onc
         run_stage(i + 1, name, jobs, jobs_at_once)
         print(f"[{i + 1}/4] {name}: finished in {time.time() - t0:.0f} s (total {time.time() - start:.0f} s)",
               flush=True)  # fmt: skip
+        if i == 0:
+            for job in jobs:
+                print(dataset_line(job.output.parent), flush=True)
+
+
+def dataset_line(path: Path) -> str:
+    """One line on how much reward a dataset holds; a warning when it holds none (its teacher cannot learn the
+    game's values, so that game's bars would compare the scores of arbitrary policies)."""
+    r = reward_summary(path)
+    line = f"dataset {path}: {r['steps']} steps, {r['rewarded_steps']} with a reward (sum {r['reward_sum']:g})"
+    if r["rewarded_steps"] == 0:
+        line += ("\nWARNING: no reward in this dataset: its teacher learns no values, and its bars compare "
+                 "arbitrary policies; pass a larger --dataset-env-steps or pretrain on another game")  # fmt: skip
+    return line
 
 
 class FolderBusy(RuntimeError):

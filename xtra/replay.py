@@ -423,3 +423,16 @@ def require_steps(path: str | os.PathLike, manifest: dict) -> None:
     """An offline dataset must hold at least one step to learn from."""
     if manifest["counts"]["steps"] < 1:
         raise DatasetError(f"{path} holds no steps (an empty dataset); record it again with a positive budget")
+
+
+def reward_summary(path: str | os.PathLike) -> dict[str, int | float]:
+    """How much reward an offline dataset holds: stored steps, steps with a nonzero reward, their sum.
+
+    An offline learner can only learn a game's values from rewards its data holds: a dataset without one teaches
+    dynamics and a policy prior of arbitrary play, and a teacher trained on it scores whatever that arbitrary
+    policy happens to score (results/minatar-history.md: freeway)."""
+    root = Path(path)
+    manifest = read_manifest(root, verify=False)
+    rewards = np.load(root / "rewards.npy", mmap_mode="r", allow_pickle=False)
+    return {"steps": int(manifest["counts"]["steps"]), "rewarded_steps": int(np.count_nonzero(rewards)),
+            "reward_sum": float(np.sum(rewards, dtype=np.float64))}  # fmt: skip
