@@ -69,6 +69,8 @@ def test_flush_in_progress_stores_every_step_played():
     collector.collect(40, random_actor(3))  # play goes on from the flushed states
     collector.flush_in_progress()
     assert replay.num_steps_added == 200
+    # the counter of rewarded steps played (logged as data/rewarded_steps) agrees with what was stored
+    assert collector.rewarded_steps == np.count_nonzero(replay.rewards[: replay.head]) > 0
 
 
 def test_a_restored_collector_plays_and_stores_what_the_original_would(tmp_path):
@@ -98,6 +100,7 @@ def test_a_restored_collector_plays_and_stores_what_the_original_would(tmp_path)
         c.collect(210, sampled_actor)
         c.flush_in_progress()
     assert a.env_steps == b.env_steps == 300 and a.replay.head == b.replay.head
+    assert a.rewarded_steps == b.rewarded_steps
     for name in ("frames", "actions", "rewards", "root_values", "policies", "segment_start", "segment_end",
                  "terminal", "step_index", "priorities"):  # fmt: skip
         rows = slice(0, a.replay.head)

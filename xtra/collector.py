@@ -53,6 +53,8 @@ class Collector:
         self.clip_rewards = clip_rewards
         self.rng = np.random.default_rng(np.random.SeedSequence([seed, rank, 1]))
         self.env_steps = 0
+        self.rewarded_steps = 0  # steps played with a nonzero reward: on games whose episodes outlast a run
+        # (freeway) the only sign in the logs that play has found any reward
         self.episode_returns: list[float] = []
         self.episode_lengths: list[int] = []
         self.search_stats = np.zeros(3)  # sum of root values, sum of visit entropies, searches
@@ -99,6 +101,7 @@ class Collector:
                 self.search_stats += (float(values.sum()), float(entropy.sum()), len(values))
             step = self.env.step(actions)
             rewards = np.sign(step.reward) if self.clip_rewards else step.reward
+            self.rewarded_steps += int(np.count_nonzero(rewards))
             for i in range(self.num_envs):
                 tr = self._traj[i]
                 tr.actions.append(int(actions[i]))
@@ -131,6 +134,7 @@ class Collector:
             "obs": torch.from_numpy(self._obs.copy()),
             "trajectories": [_trajectory_state(tr) for tr in self._traj],
             "env_steps": self.env_steps,
+            "rewarded_steps": self.rewarded_steps,
             "rng": self.rng.bit_generator.state,
             "search_stats": torch.from_numpy(self.search_stats.copy()),
             "episode_returns": list(self.episode_returns),
@@ -142,6 +146,7 @@ class Collector:
         self._obs = state["obs"].numpy().copy()
         self._traj = [_restored_trajectory(t) for t in state["trajectories"]]
         self.env_steps = int(state["env_steps"])
+        self.rewarded_steps = int(state.get("rewarded_steps", 0))  # absent from checkpoints before it was counted
         self.rng.bit_generator.state = state["rng"]
         self.search_stats = state["search_stats"].numpy().copy()
         self.episode_returns = list(state["episode_returns"])

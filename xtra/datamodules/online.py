@@ -234,6 +234,7 @@ class OnlineReplayDataModule(StepBatchDataModule):
                 self._collect(self.num_envs)
         self._stats["data/env_steps"] = float(self.collector.env_steps)
         self._stats["data/replay_steps"] = float(self.replay.num_steps_added)
+        self._stats["data/rewarded_steps"] = float(self.collector.rewarded_steps)
         self._stats["data/updates_per_env_step"] = updates / max(self.collector.env_steps, 1)
         rss = resident_megabytes()
         if rss is not None:
