@@ -305,3 +305,52 @@ def test_two_pipelines_cannot_write_one_folder(tmp_path, capsys):
         assert pipeline(args) == 2
     assert "another xtra-pipeline is writing" in capsys.readouterr().err
     assert not (tmp_path / "b" / "seed0" / "logs").exists()  # no job started
+
+
+@pytest.mark.slow
+def test_a_job_stopped_half_way_resumes_where_it_stopped(tmp_path):
+    """Every pipeline job checkpoints as it goes; a teacher killed (SIGKILL) after a checkpoint resumes from it when
+    the stage runs again, and exports the very weights of a teacher that was never stopped."""
+    import shutil
+    import signal
+    import threading
+    import time
+
+    import torch
+
+    from xtra.checkpoints import load_network
+    from xtra.pipeline import Budget, run_stage, stage_jobs
+    from xtra.resume import run_checkpoint
+
+    budget = Budget(dataset_env_steps=200, teacher_updates=60, student_updates=10, finetune_env_steps=200,
+                    warmup_steps=50, eval_episodes=1, simulations=2, pretraining_eval_simulations=2)  # fmt: skip
+
+    def jobs(out):
+        return stage_jobs(out, CONFIGS, "minatar/breakout", ["minatar/space_invaders"], budget, 0, ("efficientzero",))
+
+    stopped, whole = jobs(tmp_path / "stopped"), jobs(tmp_path / "whole")
+    run_stage(1, "datasets", stopped[0], 1)
+    shutil.copytree(tmp_path / "stopped" / "datasets", tmp_path / "whole" / "datasets")
+    teacher = stopped[1][0]
+    failed = []
+
+    def first_attempt():
+        try:
+            run_stage(2, "teachers", [teacher], 1)
+        except RuntimeError as err:  # the job's exit on SIGKILL
+            failed.append(err)
+
+    thread = threading.Thread(target=first_attempt)
+    thread.start()
+    deadline = time.time() + 300
+    while run_checkpoint(teacher.run_dir) is None and time.time() < deadline:
+        time.sleep(0.2)
+    teacher.process.send_signal(signal.SIGKILL)
+    thread.join()
+    assert failed and not teacher.output.exists()
+    run_stage(2, "teachers", [teacher], 1)
+    commands = [line for line in teacher.log.read_text().splitlines() if line.startswith("$ ")]
+    assert len(commands) == 2 and commands[1].endswith("--ckpt_path last") and "--ckpt_path" not in commands[0]
+    run_stage(2, "teachers", whole[1], 1)
+    a, b = (load_network(j[1][0].output).net.state_dict() for j in (stopped, whole))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

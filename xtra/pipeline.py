@@ -37,6 +37,7 @@ from xtra.envs import env_spec, game_name
 from xtra.network import ACTION_ENCODINGS
 from xtra.replay import DatasetError, reward_summary
 from xtra.report import write_csv
+from xtra.resume import run_checkpoint
 from xtra.scores import bootstrap_ci, hierarchical_bootstrap_ci, ratio_ci
 from xtra.shipped import composed_yaml, merged, nested, online_data_path, resolve_config
 
@@ -57,6 +58,11 @@ class Job:
     @property
     def overlay_path(self) -> Path:
         return self.log.parent.parent / "overlays" / f"{self.log.stem}.yaml"
+
+    @property
+    def run_dir(self) -> Path:
+        """The job's ``trainer.default_root_dir``: its logs, evaluations and checkpoints."""
+        return Path(self.overlay["trainer"]["default_root_dir"])
 
 
 @dataclass
@@ -104,6 +110,13 @@ class Budget:
 
 PROGRESS = "xtra.callbacks.progress.ProgressFile"
 COMPLETE = "complete.json"  # written into a run directory once its job exits cleanly
+CHECKPOINTS_PER_JOB = 8  # a stopped pipeline loses at most an eighth of each running job
+
+
+def checkpoint_callback(max_steps: int) -> tuple[str, dict]:
+    """Periodic checkpoints (``last.ckpt``), from which a rerun of the pipeline resumes a job that was stopped."""
+    every = max(max_steps // CHECKPOINTS_PER_JOB, 1)
+    return ("lightning.pytorch.callbacks.ModelCheckpoint", {"save_last": True, "every_n_train_steps": every})
 
 
 def callbacks(*callbacks: tuple[str, dict]) -> list[dict]:
@@ -204,6 +217,7 @@ def stage_jobs(
 
     def trainer(max_steps: int, run: str, *cbs: tuple[str, dict], root: Path = out) -> dict:
         root = str(root / "runs" / run)
+        cbs = (*cbs, checkpoint_callback(max_steps))
         return {"trainer": {"max_steps": max_steps, "default_root_dir": root, "callbacks": callbacks(*cbs)}}
 
     def online(config: str, values: dict) -> dict:
@@ -284,6 +298,17 @@ def write_overlay(path: Path, overlay: dict) -> None:
     os.replace(tmp, path)
 
 
+def resumable(job: Job, overlay: dict) -> Path | None:
+    """The checkpoint an unfinished earlier attempt of ``job`` left, if that attempt ran with the same overlay
+    (budget and inputs): resuming under another one would mix two runs' schedules."""
+    import yaml
+
+    checkpoint = run_checkpoint(job.run_dir)
+    if checkpoint is None or not job.overlay_path.is_file():
+        return None
+    return checkpoint if yaml.safe_load(job.overlay_path.read_text()) == overlay else None
+
+
 def progress_path(job: Job) -> Path:
     return job.log.with_suffix(".progress.json")
 
@@ -328,15 +353,19 @@ def run_stage(number: int, name: str, jobs: list[Job], jobs_at_once: int) -> Non
         while waiting or running:
             while waiting and len(running) < jobs_at_once:
                 job = waiting.pop(0)
-                if job.output.name == COMPLETE:  # a run that stopped half-way: its evaluations must not mix in
-                    shutil.rmtree(job.output.parent, ignore_errors=True)
                 job.log.parent.mkdir(parents=True, exist_ok=True)
                 progress_path(job).unlink(missing_ok=True)  # a stopped earlier attempt's progress is not this one's
                 overlay = merged(job.overlay, job.late_overlay()) if job.late_overlay is not None else job.overlay
+                resume = resumable(job, overlay)
+                if resume is None:  # an attempt stopped half-way with other inputs: its evaluations must not mix in
+                    shutil.rmtree(job.run_dir, ignore_errors=True)
+                else:
+                    print(f"[{number}/4] {name}: {job.name} resumes from {resume}", flush=True)
                 write_overlay(job.overlay_path, overlay)
                 cmd = [sys.executable, "-m", "xtra.cli", "fit", "-c", job.config, "-c", str(job.overlay_path),
-                       *job.overrides]  # fmt: skip
-                job.log.write_text("$ " + " ".join(cmd) + "\n")
+                       *job.overrides, *(["--ckpt_path", "last"] if resume is not None else [])]  # fmt: skip
+                with open(job.log, "a" if resume is not None else "w") as log:
+                    log.write("$ " + " ".join(cmd) + "\n")
                 with open(job.log, "a") as log:
                     job.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
                 job.started = time.time()

@@ -59,6 +59,14 @@ def newest_intact(folder: Path) -> Path | None:
     return None
 
 
+def run_checkpoint(run_dir: Path) -> Path | None:
+    """The newest intact checkpoint of a run folder (``trainer.default_root_dir``), whichever version holds it, or
+    None: what an unfinished earlier attempt of the run left to resume from."""
+    folders = sorted(Path(run_dir).glob("lightning_logs/version_*/checkpoints"), reverse=True)
+    folders.append(Path(run_dir) / "checkpoints")
+    return next((p for f in folders if (p := newest_intact(f)) is not None), None)
+
+
 def version_folders(trainer: Trainer) -> list[tuple[int, Path]]:
     """The logger's ``version_N`` folders of this run, newest first."""
     logger = trainer.logger

@@ -28,7 +28,7 @@ from typing import Any
 
 from xtra.callbacks.run_record import RESULTS
 from xtra.envs import game_name, valid_task_ids
-from xtra.resume import newest_intact
+from xtra.resume import run_checkpoint
 from xtra.shipped import composed_yaml, merged, nested, online_data_path, resolve_config
 
 SWEEP_KEYS = {"out", "seeds", "targets", "methods", "executor"}
@@ -91,9 +91,7 @@ class Run:
 
     def checkpoint(self) -> Path | None:
         """The newest intact checkpoint of an unfinished earlier attempt, if any."""
-        folders = sorted(self.dir.glob("lightning_logs/version_*/checkpoints"), reverse=True)
-        folders.append(self.dir / "checkpoints")
-        return next((p for f in folders if (p := newest_intact(f)) is not None), None)
+        return run_checkpoint(self.dir)
 
     def state(self) -> str:
         if self.results is not None:
