@@ -10,7 +10,9 @@ run as a subprocess whose log goes to ``<out>/logs/``; independent jobs run side
 4. finetune   — XTRA on the held-out target, and EfficientZero from scratch with the same env-step budget
 5. report     — ``results.md``, ``results.csv`` and ``learning_curves.png`` comparing the two
 
-A stage whose output already exists is reused (and says so); delete the output to recompute it.
+A stage whose output already exists is reused (and says so); delete the output to recompute it. A job that was
+stopped half-way resumes from its last checkpoint (each job checkpoints 8 times) if its budget and inputs are the
+same, and starts over otherwise.
 """
 
 from __future__ import annotations
