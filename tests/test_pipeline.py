@@ -12,8 +12,9 @@ from xtra.shipped import online_data_key
 
 CONFIGS = Path(__file__).parents[1] / "configs" / "minatar"
 # the offline stages' updates as the tests have always run them (the scaled defaults would be 2-4x as many)
+# two pretraining games (the default is one), so that the tests distil and replay more than one game
 TINY = ["--scale", "0.04", "--teacher-updates", "80", "--student-updates", "40", "--simulations", "2",
-        "--eval-episodes", "2"]  # fmt: skip
+        "--eval-episodes", "2", "--pretrain", "minatar/freeway", "minatar/space_invaders"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -247,7 +248,7 @@ def test_a_stopped_pipeline_leaves_no_job_running(tmp_path):
 def test_budget_flags_size_their_stage_and_refuse_zero(tmp_path, capsys):
     from argparse import Namespace
 
-    from xtra.pipeline import Budget, budget_from_args, stage_jobs
+    from xtra.pipeline import Budget, budget_from_args, default_pretrain, stage_jobs
 
     assert pipeline(["--out", str(tmp_path), "--configs", str(CONFIGS), "--teacher-updates", "0"]) == 2
     assert "--teacher-updates must be at least 1" in capsys.readouterr().err
@@ -260,6 +261,10 @@ def test_budget_flags_size_their_stage_and_refuse_zero(tmp_path, capsys):
     assert quick.dataset_env_steps == int(Budget().dataset_env_steps * 0.05) and quick.eval_episodes == 4
     assert quick.pretraining_eval_simulations == 2  # a smoke run's evaluations of 2 500-move freeway games
     assert Budget(student_updates=9).student_steps(4) == 9  # an explicit student budget is not per game
+    # the default pretraining games: the MinAtar games whose producers learn at these budgets, less the target
+    assert default_pretrain("minatar/breakout") == ["minatar/space_invaders"]
+    assert default_pretrain("minatar/space_invaders") == ["minatar/breakout"]
+    assert default_pretrain("minatar/asterix") == ["minatar/breakout", "minatar/space_invaders"]
     stages = stage_jobs(tmp_path, CONFIGS, "minatar/breakout", ["minatar/asterix"], budget, seed=0,
                         methods=("xtra", "efficientzero"))  # fmt: skip
     assert stages[1][0].overlay["trainer"]["max_steps"] == 7

@@ -18,6 +18,16 @@ for path in map(Path, sys.argv[1:]):
     source = json.loads((path / "manifest.json").read_text())["source"]
     cuts = {n: int(np.count_nonzero(hit & (steps < n))) for n in (3000, 6000, 9000, 12000)}
     first = int(steps[hit].min()) if hit.any() else None
-    print(json.dumps({"dataset": str(path), "seed": source.get("seed"), "env_steps": source.get("env_steps"),
-                      "stored_steps": int(played.sum()), "rewarded_steps": int(hit.sum()),
-                      "rewarded_before": cuts, "first_reward_at": first}))
+    print(
+        json.dumps(
+            {
+                "dataset": str(path),
+                "seed": source.get("seed"),
+                "env_steps": source.get("env_steps"),
+                "stored_steps": int(played.sum()),
+                "rewarded_steps": int(hit.sum()),
+                "rewarded_before": cuts,
+                "first_reward_at": first,
+            }
+        )
+    )
