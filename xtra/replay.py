@@ -430,7 +430,7 @@ def reward_summary(path: str | os.PathLike) -> dict[str, int | float]:
 
     An offline learner can only learn a game's values from rewards its data holds: a dataset without one teaches
     dynamics and a policy prior of arbitrary play, and a teacher trained on it scores whatever that arbitrary
-    policy happens to score (results/minatar-history.md: freeway)."""
+    policy happens to score (results/minatar-freeway-data/)."""
     root = Path(path)
     manifest = read_manifest(root, verify=False)
     rewards = np.load(root / "rewards.npy", mmap_mode="r", allow_pickle=False)
