@@ -161,14 +161,15 @@ def composed(config: Path) -> dict:
 def inputs_from(cfg: dict, run: Path, tmp_path: Path) -> list[str]:
     """Overrides that point a composed stage config at the pipeline's outputs, read from what the config holds
     (a student to start from, teachers, offline games, a target to play, a dataset to write): no file names."""
-    games = [run / "datasets" / "freeway", run / "datasets" / "space_invaders"]
     model, data = cfg["model"]["init_args"], cfg["data"]["init_args"]
+    offline = data.get("offline", {}) or {}
+    wanted = len((offline.get("init_args") or {}).get("datasets") or data.get("datasets") or [])
+    games = ["space_invaders", "freeway"][:wanted]  # as many offline games as the config names
     args = []
     if model.get("pretrained"):
         args.append(f"--model.init_args.pretrained={run / 'student.ckpt'}")
-    if model.get("teachers"):
-        args.append(f"--model.init_args.teachers=[{run / 'teachers' / 'freeway.ckpt'},"
-                    f"{run / 'teachers' / 'space_invaders.ckpt'}]")  # fmt: skip
+    if model.get("teachers"):  # one per offline game
+        args.append(f"--model.init_args.teachers=[{','.join(str(run / 'teachers' / f'{g}.ckpt') for g in games)}]")
     if "mcts" in model:
         args.append("--model.init_args.mcts.num_simulations=2")
     if "target" in data or "env_steps" in data:  # online data, alone or beside offline games
@@ -176,11 +177,9 @@ def inputs_from(cfg: dict, run: Path, tmp_path: Path) -> list[str]:
         args += [f"{prefix}.env_steps=200", f"{prefix}.warmup_steps=64"]
     if data.get("save_dataset"):
         args.append(f"--data.init_args.save_dataset={tmp_path / 'ds'}")
-    offline = data.get("offline", {}) or {}
     if offline or "datasets" in data:
         key = "--data.init_args.offline.init_args.datasets" if offline else "--data.init_args.datasets"
-        wanted = len((offline.get("init_args") or {}).get("datasets") or data.get("datasets") or [])
-        args.append(f"{key}=[{','.join(str(g) for g in games[:wanted])}]")
+        args.append(f"{key}=[{','.join(str(run / 'datasets' / g) for g in games)}]")
     return args
 
 
