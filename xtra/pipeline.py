@@ -377,9 +377,9 @@ def run_stage(number: int, name: str, jobs: list[Job], jobs_at_once: int) -> Non
                 write_overlay(job.overlay_path, overlay)
                 cmd = [sys.executable, "-m", "xtra.cli", "fit", "-c", job.config, "-c", str(job.overlay_path),
                        *job.overrides, *(["--ckpt_path", "last"] if resume is not None else [])]  # fmt: skip
-                with open(job.log, "a" if resume is not None else "w") as log:
+                with open(job.log, "a" if resume is not None else "w") as log:  # a resumed job's log goes on
                     log.write("$ " + " ".join(cmd) + "\n")
-                with open(job.log, "a") as log:
+                    log.flush()
                     job.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
                 job.started = time.time()
                 running.append(job)
