@@ -358,3 +358,27 @@ def test_a_job_stopped_half_way_resumes_where_it_stopped(tmp_path):
     run_stage(2, "teachers", whole[1], 1)
     a, b = (load_network(j[1][0].output).net.state_dict() for j in (stopped, whole))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_job_that_cannot_resume_says_why(tmp_path):
+    """An unfinished attempt is resumed only with an intact checkpoint and the same overlay; otherwise the pipeline
+    prints why it starts over (the run folder is deleted, so the reason must be on screen)."""
+    import torch
+
+    from xtra.pipeline import Budget, differing_keys, resumable, stage_jobs, write_overlay
+
+    budget = Budget(dataset_env_steps=200, teacher_updates=60, student_updates=10, finetune_env_steps=200,
+                    warmup_steps=50, eval_episodes=1, simulations=2)  # fmt: skip
+    teacher = stage_jobs(tmp_path, CONFIGS, "minatar/breakout", ["minatar/space_invaders"], budget, 0, ())[1][0]
+    assert resumable(teacher, teacher.overlay) == (None, "")  # never started: nothing to say
+    folder = teacher.run_dir / "lightning_logs" / "version_0" / "checkpoints"
+    folder.mkdir(parents=True)
+    (folder / "last.ckpt").write_bytes(b"cut short")
+    assert "no intact checkpoint" in resumable(teacher, teacher.overlay)[1]
+    torch.save({"global_step": 30}, folder / "last.ckpt")
+    assert "is missing" in resumable(teacher, teacher.overlay)[1]
+    write_overlay(teacher.overlay_path, teacher.overlay)
+    assert resumable(teacher, teacher.overlay) == (folder / "last.ckpt", "")
+    longer = {**teacher.overlay, "trainer": {**teacher.overlay["trainer"], "max_steps": 120}}
+    assert resumable(teacher, longer) == (None, "its overlay changed at trainer.max_steps")
+    assert differing_keys({"a": {"b": 1, "c": [1]}}, {"a": {"b": 1, "c": [2]}, "d": 0}) == ["a.c", "d"]

@@ -311,15 +311,31 @@ def write_overlay(path: Path, overlay: dict) -> None:
     os.replace(tmp, path)
 
 
-def resumable(job: Job, overlay: dict) -> Path | None:
+def resumable(job: Job, overlay: dict) -> tuple[Path | None, str]:
     """The checkpoint an unfinished earlier attempt of ``job`` left, if that attempt ran with the same overlay
-    (budget and inputs): resuming under another one would mix two runs' schedules."""
+    (budget and inputs): resuming under another one would mix two runs' schedules. Otherwise None and the reason,
+    which the pipeline prints before it deletes the attempt (a restart nobody can explain costs hours)."""
     import yaml
 
+    if not job.run_dir.exists():
+        return None, ""
     checkpoint = run_checkpoint(job.run_dir)
-    if checkpoint is None or not job.overlay_path.is_file():
-        return None
-    return checkpoint if yaml.safe_load(job.overlay_path.read_text()) == overlay else None
+    if checkpoint is None:
+        return None, f"no intact checkpoint in {job.run_dir}"
+    if not job.overlay_path.is_file():
+        return None, f"{job.overlay_path} is missing"
+    changed = differing_keys(yaml.safe_load(job.overlay_path.read_text()), overlay)
+    if changed:
+        return None, f"its overlay changed at {', '.join(changed)}"
+    return checkpoint, ""
+
+
+def differing_keys(old: object, new: object, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested dicts (a list compared as one value)."""
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        return [] if old == new else [prefix or "<root>"]
+    keys = [*old, *(k for k in new if k not in old)]
+    return [d for k in keys for d in differing_keys(old.get(k), new.get(k), f"{prefix}.{k}" if prefix else str(k))]
 
 
 def progress_path(job: Job) -> Path:
@@ -369,8 +385,10 @@ def run_stage(number: int, name: str, jobs: list[Job], jobs_at_once: int) -> Non
                 job.log.parent.mkdir(parents=True, exist_ok=True)
                 progress_path(job).unlink(missing_ok=True)  # a stopped earlier attempt's progress is not this one's
                 overlay = merged(job.overlay, job.late_overlay()) if job.late_overlay is not None else job.overlay
-                resume = resumable(job, overlay)
+                resume, why = resumable(job, overlay)
                 if resume is None:  # an attempt stopped half-way with other inputs: its evaluations must not mix in
+                    if why:
+                        print(f"[{number}/4] {name}: {job.name} starts over ({why})", flush=True)
                     shutil.rmtree(job.run_dir, ignore_errors=True)
                 else:
                     print(f"[{number}/4] {name}: {job.name} resumes from {resume}", flush=True)
