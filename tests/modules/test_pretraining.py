@@ -230,3 +230,42 @@ def test_evaluation_searches_with_its_own_budget_and_training_keeps_the_modules(
     assert module.search.config.num_simulations == 4
     with pytest.raises(ValueError, match="simulations must be at least 1"):
         Evaluation(simulations=0)
+
+
+@pytest.mark.slow
+def test_ddp_student_resumes_each_ranks_own_policy_cache(datasets, teachers, tmp_path):
+    """Each DDP rank samples its own rows and caches other states; Lightning writes rank 0's checkpoint dict only,
+    so the caches of every rank are gathered into it and each rank takes its own back on resume."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    config = Path(__file__).parents[2] / "configs/minatar/distill.yaml"
+    command = [sys.executable, "-m", "xtra.cli", "fit", "-c", str(config), "--trainer.enable_progress_bar=false",
+               "--trainer.strategy=ddp", "--trainer.devices=2", "--trainer.accelerator=cpu",
+               f"--trainer.default_root_dir={tmp_path}", f"--model.init_args.teachers={json.dumps(teachers)}",
+               f"--data.init_args.datasets={json.dumps(datasets)}", "--data.init_args.batch_size=8",
+               "--model.init_args.cache_teacher_policies=true", "--model.init_args.network=minatar",
+               f"--model.init_args.network_overrides={json.dumps(TINY_NET)}",
+               "--model.init_args.mcts.num_simulations=2",
+               '--trainer.callbacks=[{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", '
+               '"init_args": {"save_last": true, "every_n_train_steps": 2}}]']  # fmt: skip
+
+    def caches(steps: int, *resume: str) -> list[dict]:
+        run = subprocess.run([*command, f"--trainer.max_steps={steps}", *resume], cwd=tmp_path, capture_output=True,
+                             text=True, timeout=600)  # fmt: skip
+        assert run.returncode == 0, run.stderr[-3000:]
+        (last,) = tmp_path.rglob("last.ckpt")
+        return torch.load(last, weights_only=True)["xtra"]["rank_policy_caches"]
+
+    before = caches(2)
+    after = caches(4, "--ckpt_path=last")
+    assert len(before) == len(after) == 2
+    for task in before[0]:
+        known = [b[task]["known"] for b in before]
+        assert not torch.equal(known[0], known[1])  # the ranks searched different states
+        for rank in (0, 1):  # each rank went on from its own cache: everything it knew, it still knows, unchanged
+            old, new = before[rank][task], after[rank][task]
+            n = len(old["known"])
+            assert new["known"][:n][old["known"]].all()
+            torch.testing.assert_close(new["policies"][:n][old["known"]], old["policies"][old["known"]])

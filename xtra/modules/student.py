@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from xtra.checkpoints import CheckpointError, LoadedNetwork, load_network
+from xtra.distributed import gather_from_ranks
 from xtra.envs import game_name
 from xtra.losses import LossOutput
 from xtra.modules.efficientzero import EfficientZeroModule
@@ -128,11 +129,11 @@ class DistillationModule(EfficientZeroModule):
         width, device = self.net.num_actions, obs.device
         states = states.to(device)
         empty = (torch.zeros(0, width, device=device), torch.zeros(0, dtype=torch.bool, device=device))
-        policies, known = self.policy_cache.get(task_id, empty)
+        policies, known = (c.to(device) for c in self.policy_cache.get(task_id, empty))  # saved on the CPU
         size = int(states.max()) + 1
         if size > len(known):  # grow to the largest row seen (a dataset is read, never extended)
-            policies = torch.cat([policies.to(device), torch.zeros(size - len(policies), width, device=device)])
-            known = torch.cat([known.to(device), torch.zeros(size - len(known), dtype=torch.bool, device=device)])
+            policies = torch.cat([policies, torch.zeros(size - len(policies), width, device=device)])
+            known = torch.cat([known, torch.zeros(size - len(known), dtype=torch.bool, device=device)])
         wanted = valid & ~known[states]
         searched = 0
         if bool(wanted.any()):
@@ -150,14 +151,18 @@ class DistillationModule(EfficientZeroModule):
         return policies[states], searched
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """The teachers' cached policies too, so that a resumed student reads the very targets it read before."""
+        """Every rank's cached teacher policies (each rank samples its own rows, so each caches other states), so
+        that a resumed student reads the very targets it read before on each rank."""
         super().on_save_checkpoint(checkpoint)
-        checkpoint["xtra"]["policy_cache"] = {t: {"policies": p, "known": k} for t, (p, k) in self.policy_cache.items()}
+        own = {t: {"policies": p.cpu(), "known": k.cpu()} for t, (p, k) in self.policy_cache.items()}
+        checkpoint["xtra"]["rank_policy_caches"] = gather_from_ranks(own)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        super().on_load_checkpoint(checkpoint)
-        saved = checkpoint.get("xtra", {}).get("policy_cache") or {}
-        self.policy_cache = {t: (c["policies"], c["known"]) for t, c in saved.items()}
+        super().on_load_checkpoint(checkpoint)  # refuses another number of ranks than the checkpoint's
+        saved = checkpoint.get("xtra", {})
+        ranks = saved.get("rank_policy_caches")
+        own = ranks[self.global_rank] if ranks else saved.get("policy_cache") or {}  # earlier single-rank format
+        self.policy_cache = {t: (c["policies"], c["known"]) for t, c in own.items()}
 
     def task_metrics(self, task_id: str, prepared: dict[str, Any], out: LossOutput, rows: slice) -> dict[str, float]:
         game = game_name(task_id)
