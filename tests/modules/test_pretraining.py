@@ -146,8 +146,10 @@ def test_cached_teacher_policies_are_the_teachers_search_paid_once_per_state(dat
         _, known = cached.policy_cache[task]
         assert int(known.sum()) == len(states.unique()) and known[states].all()  # each distinct state searched once
         assert first["stats"]["distill/cached_share"] == 1 - len(states.unique()) / len(states)
+        assert np.isfinite(first["stats"]["mcts/reanalyse_root_value"])  # logged with the cache on as without it
         again = cached.task_targets(task, batch)
         assert again["stats"]["distill/cached_share"] == 1.0  # nothing searched the second time
+        assert "mcts/reanalyse_root_value" not in again["stats"]  # no search, no root value
         torch.testing.assert_close(again["targets"].policies, expected.policies)
 
     path = tmp_path / "student.ckpt"

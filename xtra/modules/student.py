@@ -114,18 +114,21 @@ class DistillationModule(EfficientZeroModule):
             k = torch.arange(targets.policies.shape[1], device=raw["rows"].device)
             states = raw["rows"][:n_re, None] + k  # the dataset row of the observation at each position k
             valid = targets.policy_mask[:n_re] > 0
-            cached, searched = self.cached_policies(task_id, prepared["obs"][:n_re], states, valid)
+            cached, searched, root_value = self.cached_policies(task_id, prepared["obs"][:n_re], states, valid)
             policies[:n_re] = cached * targets.policy_mask[:n_re, :, None]
             prepared["targets"] = replace(targets, policies=policies)
             # the share of this batch's policy targets read from the cache rather than searched now
             prepared["stats"]["distill/cached_share"] = 1.0 - searched / max(int(valid.sum()), 1)
+            if root_value is not None:  # over the states searched now (first seen), not the whole batch
+                prepared["stats"]["mcts/reanalyse_root_value"] = root_value
         return prepared
 
     def cached_policies(
         self, task_id: str, obs: torch.Tensor, states: torch.Tensor, valid: torch.Tensor
-    ) -> tuple[torch.Tensor, int]:
-        """Teacher policies ``[n, K+1, A]`` at dataset rows ``states`` ``[n, K+1]``, and how many states were searched
-        now: only the ``valid`` states that no earlier batch searched (each distinct state once)."""
+    ) -> tuple[torch.Tensor, int, float | None]:
+        """Teacher policies ``[n, K+1, A]`` at dataset rows ``states`` ``[n, K+1]``, how many states were searched
+        now (only the ``valid`` states that no earlier batch searched, each distinct state once), and the mean root
+        value of those searches (None when all were read from the cache)."""
         width, device = self.net.num_actions, obs.device
         states = states.to(device)
         empty = (torch.zeros(0, width, device=device), torch.zeros(0, dtype=torch.bool, device=device))
@@ -135,12 +138,12 @@ class DistillationModule(EfficientZeroModule):
             policies = torch.cat([policies, torch.zeros(size - len(policies), width, device=device)])
             known = torch.cat([known, torch.zeros(size - len(known), dtype=torch.bool, device=device)])
         wanted = valid & ~known[states]
-        searched = 0
+        searched, root_value = 0, None
         if bool(wanted.any()):
             new, first = torch.unique(states[wanted], return_inverse=True)
             pick = torch.zeros(len(new), dtype=torch.long, device=device)
             pick.scatter_(0, first, torch.arange(len(first), device=device))  # one observation stack per new state
-            fresh, _ = reanalysed_policies(
+            fresh, root_value = reanalysed_policies(
                 self.teacher(task_id), obs[wanted][pick][:, None], self.search, self.rng, width,
                 self.action_ids_for(task_id), self.hparams.reanalyse_policy,
             )  # fmt: skip
@@ -148,7 +151,7 @@ class DistillationModule(EfficientZeroModule):
             known[new] = True
             searched = len(new)
         self.policy_cache[task_id] = (policies, known)
-        return policies[states], searched
+        return policies[states], searched, root_value
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Every rank's cached teacher policies (each rank samples its own rows, so each caches other states), so
