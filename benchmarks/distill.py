@@ -92,7 +92,7 @@ def main() -> None:
     t0 = time.perf_counter()
     with torch.no_grad():  # a long run's steady state: every state of every dataset searched once
         for game, replay in replays.items():
-            for chunk in np.array_split(replay._sampleable(), max(args.rows // 256, 1)):
+            for chunk in np.array_split(replay.sampleable_rows(), max(args.rows // 256, 1)):
                 frames = torch.from_numpy(replay.gather(chunk, 0, 0, rng).frames)  # [n, 1, C, H, W]: each row's state
                 states = torch.from_numpy(chunk)[:, None]
                 cached.cached_policies(game, frames, states, torch.ones_like(states, dtype=torch.bool))

@@ -197,7 +197,9 @@ class Replay:
         self.num_episodes += int(terminal)
 
     # ----------------------------------------------------------------- sampling
-    def _sampleable(self) -> np.ndarray:
+    def sampleable_rows(self) -> np.ndarray:
+        """The rows a sample may draw: those held now that record a step (a segment's context frames and its last
+        observation record none)."""
         rows = np.arange(self.tail, self.head)
         return rows[self.actions[self._slots(rows)] >= 0]
 
@@ -211,7 +213,7 @@ class Replay:
         env_steps: int | None = None,
     ) -> SampledWindows:
         """Draw ``batch_size`` steps ∝ priority^α (with replacement) and gather their windows."""
-        rows = self._sampleable()
+        rows = self.sampleable_rows()
         if len(rows) == 0:
             raise RuntimeError("cannot sample from an empty replay: collect (or load) data first")
         p = self.priorities[self._slots(rows)].astype(np.float64) ** self.alpha
