@@ -265,7 +265,14 @@ def test_budget_flags_size_their_stage_and_refuse_zero(tmp_path, capsys):
     assert default_pretrain("minatar/space_invaders") == ["minatar/breakout"]
     assert default_pretrain("minatar/asterix") == ["minatar/breakout", "minatar/space_invaders"]
     stages = stage_jobs(tmp_path, CONFIGS, "minatar/breakout", ["minatar/asterix"], budget, seed=0,
-                        methods=("xtra", "efficientzero"))  # fmt: skip
+                        methods=("xtra", "efficientzero", "no-pretraining"))  # fmt: skip
+    # w/o pretraining: the offline games and task weights from random weights (its config acts randomly first)
+    scratch = stages[3].pop()
+    assert scratch.config.endswith("no-pretraining.yaml") and "pretrained" not in scratch.overlay["model"]["init_args"]
+    assert any(c["class_path"].endswith("GradientCosineTaskWeights") for c in scratch.overlay["trainer"]["callbacks"])
+    assert scratch.late_overlay()["data"]["init_args"]["offline"]["init_args"]["datasets"] == [
+        str(tmp_path / "datasets" / "asterix")
+    ]
     assert stages[1][0].overlay["trainer"]["max_steps"] == 7
     assert "cache_teacher_policies" not in stages[2][0].overlay["model"]["init_args"]
     cached = stage_jobs(tmp_path, CONFIGS, "minatar/breakout", ["minatar/asterix"], budget, seed=0,

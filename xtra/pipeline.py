@@ -178,6 +178,8 @@ METHODS: dict[str, Method] = {
                             True, False, False),
     "no-task-weights": Method("XTRA w/o task weights (η = 1)", "no-task-weights.yaml",
                               True, True, False),
+    "no-pretraining": Method("XTRA w/o pretraining (random init, offline games)", "no-pretraining.yaml",
+                             False, True, True),
     # the finetuning defaults, one at a time set to another choice (the authors' or an earlier default)
     "xtra-random-warmup": Method("XTRA, 500 random warm-up steps before the student acts", "xtra.yaml", True, True,
                                  True, online={"warmup_actor": "random"}),
