@@ -15,7 +15,9 @@ SCORES = {  # method -> game -> final returns of seeds 0, 1, 2
 COLLAPSED = {("xtra", "atari/Pong", 2)}
 
 
-def write_run(root: Path, method: str, game: str, seed: int, score: float, collapsed: bool) -> None:
+def write_run(
+    root: Path, method: str, game: str, seed: int, score: float, collapsed: bool, starts: bool = True
+) -> None:
     counts = [100, 0, 0] if collapsed else [40, 30, 30]
     final = {"global_step": 100, "env_steps": 400, "games": {game: {
         "mean": score, "returns": [score] * 4, "action_counts": counts,
@@ -25,7 +27,7 @@ def write_run(root: Path, method: str, game: str, seed: int, score: float, colla
         {"global_step": 100, "env_steps": 400, "returns": {game: score}, "collapsed": {game: collapsed}},
     ]
     record = {"seed": seed, "target": game, "final": final, "curve": curve, "commit": "abc", "config_sha256": "h",
-              "wall_s": 1.0}  # fmt: skip
+              "wall_s": 1.0, "starts_as_pretrained": starts}  # fmt: skip
     path = root / game.split("/")[1] / method / f"seed{seed}" / "results.json"
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps(record))
@@ -146,3 +148,11 @@ def test_improvement_reproduces_the_papers_table1_shooter_row(tmp_path):
     report = build_report(load_runs([tmp_path]), "efficientzero", reps=50)
     assert round(report["improvement"]["xtra"]["mean"], 2) == 1.36
     assert round(report["improvement"]["xtra"]["median"], 2) == 1.28
+
+
+def test_no_zero_shot_row_from_a_first_evaluation_after_output_layers_were_reset(tmp_path, capsys):
+    """The MinAtar finetunes zero their output layers before the first update: that evaluation is not the student's
+    zero-shot score, so it forms no row (the pipeline scores the student itself, xtra-eval --run-dir)."""
+    write_run(tmp_path, "xtra", "minatar/breakout", 0, 2.0, False, starts=False)
+    assert [r.method for r in load_runs([tmp_path], zero_shot_of="xtra")] == ["xtra"]
+    assert "no zero-shot row" in capsys.readouterr().err

@@ -2,7 +2,9 @@
 
 The network is rebuilt from the checkpoint alone (weights-only load); a model that acts by search plays greedy
 MCTS, a behaviour-cloning model plays its policy head. Prints one JSON object: per game the mean, std and
-human-normalised score (Atari) of ``--episodes`` raw-return episodes.
+human-normalised score (Atari) of ``--episodes`` raw-return episodes. ``--run-dir`` also makes the evaluation a run
+of its own (``eval/step0.json`` and ``results.json``, as ``xtra fit`` writes them), so that reports read a zero-shot
+score like any other row.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import xtra
 from xtra.acting import make_actor, make_policy_actor
 from xtra.checkpoints import CheckpointError, load_network
 from xtra.collector import evaluate
@@ -78,9 +81,31 @@ def evaluate_checkpoint(
             "hns": human_normalized(task, mean),
             "seen_in_training": task in loaded.task_ids,
             "returns": returns.tolist(),
+            "visit_entropy": float(played.visit_entropy),
         }
-    return {"checkpoint": str(Path(path)), "trained_on": loaded.task_ids, "acting": loaded.acting,
+    return {"checkpoint": str(Path(path)), "trained_on": loaded.task_ids, "trained_seed": hp.get("seed"),
+            "acting": loaded.acting,
             "network": loaded.net.describe(), "games": results}  # fmt: skip
+
+
+def write_run(run_dir: Path, result: dict, seed: int | None, simulations: int | None) -> Path:
+    """``result`` as a run of one evaluation before any update: ``eval/step0.json`` in the Evaluation callback's
+    format and ``results.json`` in RunRecord's, with the one game played as its target."""
+    from xtra.atomic import write_bytes_atomic
+    from xtra.callbacks.run_record import RESULTS, curve_point, final_scores, source_commit
+
+    (target,) = result["games"]
+    game = result["games"][target]
+    record = {"global_step": 0, "env_steps": 0, "returns": {target: game["returns"]},
+              "actions": {target: game["action_counts"]}, "visit_entropy": {target: game["visit_entropy"]},
+              "simulations": simulations}  # fmt: skip
+    run = {"xtra_version": xtra.__version__, "run_dir": str(run_dir.resolve()), "commit": source_commit(),
+           "config_sha256": None, "seed": seed, "global_step": 0, "complete": True, "env_steps": 0, "target": target,
+           "games": result["trained_on"], "checkpoint": result["checkpoint"], "final": final_scores(record),
+           "starts_as_pretrained": True, "curve": [curve_point(record)]}  # fmt: skip
+    write_bytes_atomic(run_dir / "eval" / "step0.json", json.dumps(record).encode())
+    write_bytes_atomic(run_dir / RESULTS, json.dumps(run, indent=1).encode())
+    return run_dir / RESULTS
 
 
 def net_device(net: torch.nn.Module) -> torch.device:
@@ -97,7 +122,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-steps", type=int, default=None, help="cap on steps per episode")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", default=None, help="also write the JSON here")
+    parser.add_argument(
+        "--run-dir",
+        default=None,
+        help="also write the evaluation as a run here (eval/step0.json, results.json; one --tasks game, the run's "
+        "target), as a zero-shot row for xtra-report and xtra-pipeline",
+    )
+    parser.add_argument(
+        "--run-seed",
+        type=int,
+        default=None,
+        help="the seed the run is reported under (default: the checkpoint's seed_everything)",
+    )
     args = parser.parse_args(argv)
+    if args.run_dir is not None and len(args.tasks) != 1:
+        parser.error("--run-dir records one game as the run's target: pass one --tasks game")
     try:
         result = evaluate_checkpoint(
             args.checkpoint, args.tasks, args.episodes, args.seed, args.simulations, args.max_steps, args.device
@@ -109,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if args.out:
         Path(args.out).write_text(text)
+    if args.run_dir:
+        seed = args.run_seed if args.run_seed is not None else result["trained_seed"]
+        write_run(Path(args.run_dir), result, seed, args.simulations)
     return 0
 
 

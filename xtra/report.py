@@ -64,7 +64,8 @@ class RunResult:
 
 def load_runs(folders: list[str | Path], zero_shot_of: str | None = None) -> list[RunResult]:
     """Every finished run under ``folders`` (a ``results.json`` with a final evaluation of its target); with
-    ``zero_shot_of``, that method's evaluations before its first update also form a method ``zero-shot``."""
+    ``zero_shot_of``, that method's evaluations before its first update also form a method ``zero-shot`` when they
+    score the pretrained model as it is (``starts_as_pretrained``; not after its output layers were reset)."""
     runs, seen = [], set()
     for folder in folders:
         folder = Path(folder)
@@ -97,7 +98,13 @@ def load_runs(folders: list[str | Path], zero_shot_of: str | None = None) -> lis
                                   float(game["top_action_share"]), final.get("env_steps"), *common[1:],
                                   record.get("wall_s"), curve, str(here)))  # fmt: skip
             first = (record.get("curve") or [{}])[0]
-            if zero_shot_of is not None and method == zero_shot_of and first.get("global_step") == 0:
+            derived = zero_shot_of is not None and method == zero_shot_of != "zero-shot"  # not an xtra-eval run's twin
+            if derived and first.get("global_step") == 0:
+                if not record.get("starts_as_pretrained"):
+                    print(f"xtra-report: no zero-shot row from {path}: its first evaluation is not of the pretrained "
+                          "model as it is (output layers reset); score that model with xtra-eval --run-dir",
+                          file=sys.stderr)  # fmt: skip
+                    continue
                 runs.append(RunResult(path, "zero-shot", target, common[0], float(first["returns"][target]),
                                       bool(first.get("collapsed", {}).get(target, False)), float("nan"), 0,
                                       *common[1:], None, (), str(here)))  # fmt: skip

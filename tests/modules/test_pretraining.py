@@ -271,3 +271,22 @@ def test_ddp_student_resumes_each_ranks_own_policy_cache(datasets, teachers, tmp
             n = len(old["known"])
             assert new["known"][:n][old["known"]].all()
             torch.testing.assert_close(new["policies"][:n][old["known"]], old["policies"][old["known"]])
+
+
+def test_a_zero_shot_evaluation_written_as_a_run_is_a_row_of_the_reports(teachers, tmp_path):
+    """``xtra-eval --run-dir``: the zero-shot score of a checkpoint as a run of its own, read by xtra-report (a
+    ``zero-shot`` method named by its folder) and by the pipeline's table like a finetune's last evaluation."""
+    from xtra.evaluate_cli import main
+    from xtra.pipeline import final_evaluation
+    from xtra.report import load_runs
+
+    run = tmp_path / "runs" / "zero-shot"
+    args = [teachers[0], "--tasks", "minatar/asterix", "--episodes", "2", "--max-steps", "40", "--simulations", "2"]
+    assert main([*args, "--run-dir", str(run)]) == 0
+    (loaded,) = load_runs([tmp_path / "runs"], zero_shot_of="zero-shot")  # its own step-0 point is no second row
+    assert loaded.method == "zero-shot" and loaded.target == "minatar/asterix" and loaded.env_steps == 0
+    assert loaded.seed == 1  # the teacher's own seed (tiny.SMALL), as its finetunes would be reported under
+    final = final_evaluation(run, "minatar/asterix")
+    assert len(final["returns"]) == 2 and loaded.score == pytest.approx(final["returns"].mean())
+    with pytest.raises(SystemExit):  # a run has one target
+        main([*args[:2], "minatar/asterix", "minatar/breakout", "--run-dir", str(tmp_path / "two")])

@@ -94,6 +94,8 @@ class RunRecord(L.Callback):
             "env_options": asdict(options) if options is not None else None,
             "wall_s": round(self.wall_s(), 1),
             "final": final_scores(history[-1]) if history else None,
+            # the curve's step-0 point is the pretrained model's zero-shot score only when this is true
+            "starts_as_pretrained": bool(getattr(pl_module, "starts_as_pretrained", False)),
             "curve": [curve_point(r) for r in history],
         }
         path = folder / RESULTS

@@ -101,6 +101,9 @@ class CrossTaskFinetuner(EfficientZeroModule):
                 torch.nn.init.zeros_(head[-1].weight)
                 torch.nn.init.zeros_(head[-1].bias)
             self.target_net.load_state_dict(self.net.state_dict())
+        # whether an evaluation before the first update scores the pretrained model as it is (its zero-shot score):
+        # not when output layers were reset (results.json says so; xtra-report's zero-shot row needs it)
+        self.starts_as_pretrained = bool(pretrained) and not (reset_policy_head or reset_value_heads)
         self.probe_gradients = False  # set by the task-weight callback on its measurement steps
         self.last_similarities: dict[str, float] = {}
 
