@@ -308,6 +308,26 @@ def test_a_second_target_reuses_the_datasets_and_teachers_of_a_shared_pretrainin
     assert "| 0 | minatar/freeway |" in md and "| 0 | minatar/space_invaders |" in md
 
 
+@pytest.mark.slow
+def test_zero_shot_and_bc_rows_score_the_student_and_a_bc_model_on_the_target(pipeline_run, tmp_path):
+    """The paper's baselines as pipeline rows: the student evaluated on the target as it is (its checkpoint through
+    xtra-eval, not XTRA's first evaluation after its output layers were reset) and behaviour cloning on the
+    pretraining games' data; both reuse the datasets and the student."""
+    import json
+    import shutil
+
+    shutil.copytree(pipeline_run / "seed0", tmp_path / "seed0")
+    assert pipeline(["--out", str(tmp_path), "--configs", str(CONFIGS), *TINY, "--methods", "zero-shot", "bc"]) == 0
+    rows = {r["key"]: r for r in csv.DictReader(open(tmp_path / "results.csv"))}
+    assert rows.keys() == {"zero-shot", "bc"} and all(int(r["episodes"]) == 2 for r in rows.values())
+    record = json.loads(next((tmp_path / "seed0" / "runs" / "zero-shot").rglob("results.json")).read_text())
+    assert record["checkpoint"].endswith("student.ckpt") and record["target"] == "minatar/breakout"
+    assert record["seed"] == 0 and record["env_steps"] == 0
+    xtra_run = json.loads(next((pipeline_run / "seed0" / "runs" / "xtra").rglob("results.json")).read_text())
+    assert xtra_run["starts_as_pretrained"] is False  # the MinAtar finetunes reset output layers first
+    assert "| Student zero-shot (no finetuning) |" in (tmp_path / "results.md").read_text()
+
+
 def test_two_pipelines_cannot_write_one_folder(tmp_path, capsys):
     from xtra.pipeline import exclusive
 

@@ -156,3 +156,16 @@ def test_no_zero_shot_row_from_a_first_evaluation_after_output_layers_were_reset
     write_run(tmp_path, "xtra", "minatar/breakout", 0, 2.0, False, starts=False)
     assert [r.method for r in load_runs([tmp_path], zero_shot_of="xtra")] == ["xtra"]
     assert "no zero-shot row" in capsys.readouterr().err
+
+
+def test_methods_filter_leaves_out_a_pipelines_other_runs_and_names_a_missing_one(runs_dir, tmp_path):
+    """xtra-pipeline folders also hold the datasets', teachers' and student's runs: --methods keeps the rows asked."""
+    from xtra.report import main
+
+    write_run(runs_dir, "teacher-space_invaders", "atari/Pong", 0, 1.0, False)  # an offline stage's own game
+    out = tmp_path / "report"
+    assert main([str(runs_dir), "--out", str(out), "--methods", "efficientzero", "xtra", "--reps", "50"]) == 0
+    methods = {row.split(",")[0] for row in (out / "runs.csv").read_text().splitlines()[1:]}
+    assert methods == {"efficientzero", "xtra"}  # nor the zero-shot twin of xtra
+    with pytest.raises(SystemExit):
+        main([str(runs_dir), "--out", str(tmp_path / "other"), "--methods", "xtra", "bc"])

@@ -54,6 +54,7 @@ class Job:
     total_steps: int
     late_overlay: Callable[[], dict] | None = None  # what is known only once earlier stages have run
     overrides: list[str] = field(default_factory=list)  # further command-line overrides (scripts of results/)
+    command: list[str] | None = None  # a job that is not an ``xtra fit`` (the zero-shot evaluation): run as it is
     process: subprocess.Popen | None = None
     started: float = 0.0
 
@@ -196,7 +197,15 @@ METHODS: dict[str, Method] = {
     "xtra-gated": Method("XTRA, offline games whose teacher beats random play only", "xtra.yaml", True, True, True,
                          gated=True),
 }  # fmt: skip
+# rows that finetune nothing: the student scored on the target as it is, and behaviour cloning on the pretraining
+# games' data scored there (the paper's baselines; both zero-shot on the target)
+OFFLINE_ROWS = {"zero-shot": "Student zero-shot (no finetuning)",
+                "bc": "BC on the pretraining games' data (zero-shot)"}  # fmt: skip
 DEFAULT_METHODS = ("xtra", "efficientzero-l", "efficientzero")
+
+
+def row_label(name: str) -> str:
+    return OFFLINE_ROWS[name] if name in OFFLINE_ROWS else METHODS[name].label
 
 
 def stage_jobs(
@@ -267,6 +276,26 @@ def stage_jobs(
                {"cycle": cycle, "measure": max(cycle // 10, 1), "start": cycle})  # fmt: skip
     stage4 = []
     for name in methods:
+        run = out / "runs" / name
+        if name == "zero-shot":  # xtra-eval of the student: a run of one evaluation at env step 0
+            command = [sys.executable, "-m", "xtra.evaluate_cli", str(student), "--tasks", target, "--episodes",
+                       str(b.eval_episodes), "--simulations", str(b.simulations), "--run-dir", str(run),
+                       "--run-seed", str(seed), "--device", "cpu"]  # fmt: skip
+            stage4.append(Job(OFFLINE_ROWS[name], "", {"trainer": {"default_root_dir": str(run)}}, run / COMPLETE,
+                              out / "logs" / f"{name}.log", 1, command=command))  # fmt: skip
+            continue
+        if name == "bc":  # as many updates on the same data as the student, scored on the target only
+            target_eval = (
+                "xtra.callbacks.evaluation.Evaluation",
+                {"every_n_steps": 0, "episodes": b.eval_episodes, "at_start": False, "task_ids": [target]},
+            )
+            overlay = merged(
+                trainer(b.student_steps(len(pretrain)), name, target_eval),
+                {"data": {"init_args": {"datasets": [str(datasets[t]) for t in pretrain]}}},
+            )
+            stage4.append(Job(OFFLINE_ROWS[name], "bc.yaml", overlay, run / COMPLETE, out / "logs" / f"{name}.log",
+                              b.student_steps(len(pretrain))))  # fmt: skip
+            continue
         m = METHODS[name]
         model = {"mcts": {"num_simulations": b.simulations}, **m.model}
         if m.pretrained:
@@ -282,7 +311,7 @@ def stage_jobs(
         stage4.append(Job(m.label, m.config, overlay, out / "runs" / name / COMPLETE, out / "logs" / f"{name}.log",
                           b.finetune_updates, late))  # fmt: skip
     for stage in (stage1, stage2, stage3, stage4):
-        for job in stage:
+        for job in (j for j in stage if j.command is None):
             job.config = str(configs / job.config)
             job.overlay = merged(common, job.overlay)
             job.overlay["trainer"]["callbacks"].append(
@@ -367,6 +396,26 @@ def stop_jobs(running: list[Job], grace_s: float = 30.0) -> None:
             job.process.wait()
 
 
+def job_command(job: Job, stage: str) -> tuple[list[str], Path | None]:
+    """The command that runs ``job`` now, and the checkpoint it resumes from (None: from the start, its earlier
+    attempt's run folder deleted). Writes the job's overlay."""
+    if job.command is not None:  # not a fit: nothing to resume
+        shutil.rmtree(job.run_dir, ignore_errors=True)
+        return job.command, None
+    overlay = merged(job.overlay, job.late_overlay()) if job.late_overlay is not None else job.overlay
+    resume, why = resumable(job, overlay)
+    if resume is None:  # an attempt stopped half-way with other inputs: its evaluations must not mix in
+        if why:
+            print(f"{stage}: {job.name} starts over ({why})", flush=True)
+        shutil.rmtree(job.run_dir, ignore_errors=True)
+    else:
+        print(f"{stage}: {job.name} resumes from {resume}", flush=True)
+    write_overlay(job.overlay_path, overlay)
+    cmd = [sys.executable, "-m", "xtra.cli", "fit", "-c", job.config, "-c", str(job.overlay_path), *job.overrides,
+           *(["--ckpt_path", "last"] if resume is not None else [])]  # fmt: skip
+    return cmd, resume
+
+
 def run_stage(number: int, name: str, jobs: list[Job], jobs_at_once: int) -> None:
     todo = []
     for job in jobs:
@@ -386,17 +435,7 @@ def run_stage(number: int, name: str, jobs: list[Job], jobs_at_once: int) -> Non
                 job = waiting.pop(0)
                 job.log.parent.mkdir(parents=True, exist_ok=True)
                 progress_path(job).unlink(missing_ok=True)  # a stopped earlier attempt's progress is not this one's
-                overlay = merged(job.overlay, job.late_overlay()) if job.late_overlay is not None else job.overlay
-                resume, why = resumable(job, overlay)
-                if resume is None:  # an attempt stopped half-way with other inputs: its evaluations must not mix in
-                    if why:
-                        print(f"[{number}/4] {name}: {job.name} starts over ({why})", flush=True)
-                    shutil.rmtree(job.run_dir, ignore_errors=True)
-                else:
-                    print(f"[{number}/4] {name}: {job.name} resumes from {resume}", flush=True)
-                write_overlay(job.overlay_path, overlay)
-                cmd = [sys.executable, "-m", "xtra.cli", "fit", "-c", job.config, "-c", str(job.overlay_path),
-                       *job.overrides, *(["--ckpt_path", "last"] if resume is not None else [])]  # fmt: skip
+                cmd, resume = job_command(job, f"[{number}/4] {name}")
                 with open(job.log, "a" if resume is not None else "w") as log:  # a resumed job's log goes on
                     log.write("$ " + " ".join(cmd) + "\n")
                     log.flush()
@@ -528,7 +567,7 @@ def report(out: Path, seed_dirs: dict[int, Path], target: str, pretrain: list[st
         means = [float(f["returns"].mean()) for f in finals.values()]
         lo, hi = hierarchical_bootstrap_ci([f["returns"] for f in finals.values()])
         collapsed = [seed for seed, f in finals.items() if f["collapsed"]]
-        rows.append({"method": METHODS[name].label, "key": name, "target": target, "seeds": len(finals),
+        rows.append({"method": row_label(name), "key": name, "target": target, "seeds": len(finals),
                      "episodes": int(sum(len(f["returns"]) for f in finals.values())),
                      "env_steps": next(iter(finals.values()))["env_steps"], "mean": round(float(np.mean(means)), 3),
                      "ci_low": round(lo, 3), "ci_high": round(hi, 3),
@@ -636,7 +675,7 @@ def plot_curves(path: Path, curves: dict[str, dict[int, list]], target: str) -> 
         x = np.asarray([c[i][0] for i in range(n) for c in usable[:1]])
         y = np.asarray([[c[i][1] for i in range(n)] for c in usable])
         mean = y.mean(0)
-        ax.plot(x, mean, marker="o", label=METHODS[name].label)
+        ax.plot(x, mean, marker="o", label=row_label(name))
         if len(usable) > 1:
             ax.fill_between(x, y.min(0), y.max(0), alpha=0.15)
     ax.set_xlabel("env steps")
@@ -762,8 +801,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--cache-teacher-policies", action="store_true",
                         help="the student searches each dataset state with its teacher once (2.5x faster)")  # fmt: skip
-    parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), choices=sorted(METHODS),
-                        help="finetuning rows of the report")  # fmt: skip
+    parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS),
+                        choices=sorted([*METHODS, *OFFLINE_ROWS]),
+                        help="rows of the report: finetunes, and zero-shot (the student) and bc")  # fmt: skip
     parser.add_argument(
         "--pretraining-dir",
         default=None,

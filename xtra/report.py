@@ -283,9 +283,22 @@ def plot(report: dict, runs: list[RunResult], out: Path) -> None:
     plt.close(fig)
 
 
-def write_report(folders: list[str], out: Path, baseline: str | None, command: str, overwrite: bool = False,
-                 reps: int = 2_000, zero_shot_of: str | None = "xtra") -> dict:  # fmt: skip
+def write_report(
+    folders: list[str],
+    out: Path,
+    baseline: str | None,
+    command: str,
+    overwrite: bool = False,
+    reps: int = 2_000,
+    zero_shot_of: str | None = "xtra",
+    methods: list[str] | None = None,
+) -> dict:
     runs = load_runs(folders, zero_shot_of)
+    if methods is not None:  # a pipeline's folders also hold its datasets', teachers' and student's runs
+        missing = sorted(set(methods) - {r.method for r in runs})
+        if missing:
+            raise ValueError(f"no runs of {', '.join(missing)} under {', '.join(map(str, folders))}")
+        runs = [r for r in runs if r.method in methods]
     if baseline is None:
         methods = {r.method for r in runs}
         baseline = next((m for m in ("efficientzero", "efficientzero-l") if m in methods), None)
@@ -321,10 +334,14 @@ def main(argv: list[str] | None = None) -> int:
         help="the method whose evaluation before its first update is the zero-shot row",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing report in --out")
+    parser.add_argument("--methods", nargs="+", default=None,
+                        help="report only these methods (run folder names), e.g. the finetuning rows of xtra-pipeline "
+                        "folders, whose datasets, teachers and student are runs too")  # fmt: skip
     args = parser.parse_args(argv)
     command = "xtra-report " + " ".join(sys.argv[1:] if argv is None else argv)
     try:
-        write_report(args.runs, Path(args.out), args.baseline, command, args.overwrite, args.reps, args.zero_shot_of)
+        write_report(args.runs, Path(args.out), args.baseline, command, args.overwrite, args.reps, args.zero_shot_of,
+                     args.methods)  # fmt: skip
     except (FileNotFoundError, FileExistsError, ValueError) as err:
         parser.error(str(err))
     print(f"xtra-report: {Path(args.out) / 'report.md'}")
