@@ -134,9 +134,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="the seed the run is reported under (default: the checkpoint's seed_everything)",
     )
+    parser.add_argument("--overwrite", action="store_true", help="replace the run in an existing --run-dir")
     args = parser.parse_args(argv)
     if args.run_dir is not None and len(args.tasks) != 1:
         parser.error("--run-dir records one game as the run's target: pass one --tasks game")
+    if args.run_dir is not None and (Path(args.run_dir) / "results.json").exists() and not args.overwrite:
+        parser.error(f"{args.run_dir} holds a run already: pass --overwrite to replace it, or choose another --run-dir")
     try:
         result = evaluate_checkpoint(
             args.checkpoint, args.tasks, args.episodes, args.seed, args.simulations, args.max_steps, args.device

@@ -290,3 +290,6 @@ def test_a_zero_shot_evaluation_written_as_a_run_is_a_row_of_the_reports(teacher
     assert len(final["returns"]) == 2 and loaded.score == pytest.approx(final["returns"].mean())
     with pytest.raises(SystemExit):  # a run has one target
         main([*args[:2], "minatar/asterix", "minatar/breakout", "--run-dir", str(tmp_path / "two")])
+    with pytest.raises(SystemExit):  # nothing is replaced without --overwrite
+        main([*args, "--run-dir", str(run)])
+    assert main([*args, "--run-dir", str(run), "--overwrite"]) == 0
