@@ -467,7 +467,9 @@ def test_channels_last_is_the_atari_default_and_changes_no_number():
     assert nchw.net.representation.trunk[0].weight.is_contiguous()
     torch.testing.assert_close(loss, loss_ref, rtol=1e-5, atol=1e-5)
     assert grad.keys() == grad_ref.keys()
-    for k in grad:
-        torch.testing.assert_close(grad[k], grad_ref[k], rtol=1e-3, atol=1e-5, msg=k)
+    for k in grad:  # rounding is relative to each tensor's scale (one thread sums in another order than two);
+        # a layout error would differ by the scale itself
+        scale = float(grad_ref[k].abs().max())
+        torch.testing.assert_close(grad[k], grad_ref[k], rtol=1e-3, atol=max(1e-5, 1e-3 * scale), msg=k)
     minatar = EfficientZeroModule((10, 10, 10), 6, network="minatar", network_overrides=TINY_NET)
     assert minatar.net.representation.trunk[0].weight.is_contiguous()  # MinAtar keeps NCHW
