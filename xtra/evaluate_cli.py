@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import xtra
 from xtra.acting import make_actor, make_policy_actor
+from xtra.callbacks.run_record import RESULTS
 from xtra.checkpoints import CheckpointError, load_network
 from xtra.collector import evaluate
 from xtra.envs import env_spec, network_action_ids
@@ -92,18 +92,18 @@ def write_run(run_dir: Path, result: dict, seed: int | None, simulations: int | 
     """``result`` as a run of one evaluation before any update: ``eval/step0.json`` in the Evaluation callback's
     format and ``results.json`` in RunRecord's, with the one game played as its target."""
     from xtra.atomic import write_bytes_atomic
-    from xtra.callbacks.run_record import RESULTS, curve_point, final_scores, source_commit
+    from xtra.callbacks.evaluation import write_evaluation
+    from xtra.callbacks.run_record import run_record
 
     (target,) = result["games"]
     game = result["games"][target]
     record = {"global_step": 0, "env_steps": 0, "returns": {target: game["returns"]},
               "actions": {target: game["action_counts"]}, "visit_entropy": {target: game["visit_entropy"]},
               "simulations": simulations}  # fmt: skip
-    run = {"xtra_version": xtra.__version__, "run_dir": str(run_dir.resolve()), "commit": source_commit(),
-           "config_sha256": None, "seed": seed, "global_step": 0, "complete": True, "env_steps": 0, "target": target,
-           "games": result["trained_on"], "checkpoint": result["checkpoint"], "final": final_scores(record),
-           "starts_as_pretrained": True, "curve": [curve_point(record)]}  # fmt: skip
-    write_bytes_atomic(run_dir / "eval" / "step0.json", json.dumps(record).encode())
+    run = run_record(run_dir, [record], config_sha256=None, seed=seed, global_step=0, complete=True, env_steps=0,
+                     target=target, games=result["trained_on"], checkpoint=result["checkpoint"],
+                     starts_as_pretrained=True)  # fmt: skip
+    write_evaluation(run_dir, record)
     write_bytes_atomic(run_dir / RESULTS, json.dumps(run, indent=1).encode())
     return run_dir / RESULTS
 
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.run_dir is not None and len(args.tasks) != 1:
         parser.error("--run-dir records one game as the run's target: pass one --tasks game")
-    if args.run_dir is not None and (Path(args.run_dir) / "results.json").exists() and not args.overwrite:
+    if args.run_dir is not None and (Path(args.run_dir) / RESULTS).exists() and not args.overwrite:
         parser.error(f"{args.run_dir} holds a run already: pass --overwrite to replace it, or choose another --run-dir")
     try:
         result = evaluate_checkpoint(

@@ -64,8 +64,9 @@ class Job:
 
     @property
     def run_dir(self) -> Path:
-        """The job's ``trainer.default_root_dir``: its logs, evaluations and checkpoints."""
-        return Path(self.overlay["trainer"]["default_root_dir"])
+        """The job's ``trainer.default_root_dir`` (its logs, evaluations and checkpoints); a command job's output
+        folder."""
+        return self.output.parent if self.command is not None else Path(self.overlay["trainer"]["default_root_dir"])
 
 
 @dataclass
@@ -281,8 +282,8 @@ def stage_jobs(
             command = [sys.executable, "-m", "xtra.evaluate_cli", str(student), "--tasks", target, "--episodes",
                        str(b.eval_episodes), "--simulations", str(b.simulations), "--run-dir", str(run),
                        "--run-seed", str(seed), "--device", "cpu"]  # fmt: skip
-            stage4.append(Job(OFFLINE_ROWS[name], "", {"trainer": {"default_root_dir": str(run)}}, run / COMPLETE,
-                              out / "logs" / f"{name}.log", 1, command=command))  # fmt: skip
+            stage4.append(Job(OFFLINE_ROWS[name], "", {}, run / COMPLETE, out / "logs" / f"{name}.log", 1,
+                              command=command))  # fmt: skip
             continue
         if name == "bc":  # as many updates on the same data as the student, scored on the target only
             target_eval = (

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 from lightning.pytorch.utilities import rank_zero_only
 
+from xtra.atomic import write_bytes_atomic
 from xtra.collector import evaluate
 from xtra.datamodules.contract import task_data
 from xtra.envs import EnvOptions, game_name
@@ -22,6 +22,11 @@ def log_folder(trainer: L.Trainer) -> Path:
     logger = trainer.loggers[0] if trainer.loggers else None
     folder = getattr(logger, "log_dir", None) if logger is not None else None
     return Path(folder or trainer.default_root_dir)
+
+
+def write_evaluation(folder: Path, record: dict) -> None:
+    """One evaluation record as ``<folder>/eval/step<N>.json``, atomically (reports read every such file)."""
+    write_bytes_atomic(folder / "eval" / f"step{record['global_step']}.json", json.dumps(record).encode())
 
 
 class Evaluation(L.Callback):
@@ -119,11 +124,7 @@ class Evaluation(L.Callback):
         return metrics
 
     def _write(self, trainer: L.Trainer, record: dict) -> None:
-        out = log_folder(trainer) / "eval"
-        out.mkdir(parents=True, exist_ok=True)
-        tmp = out / f".step{record['global_step']}.json.tmp"
-        tmp.write_text(json.dumps(record))
-        os.replace(tmp, out / f"step{record['global_step']}.json")
+        write_evaluation(log_folder(trainer), record)
 
     @rank_zero_only
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:

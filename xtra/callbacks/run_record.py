@@ -79,28 +79,27 @@ class RunRecord(L.Callback):
         data = task_data(trainer)
         target = data.target_task_id if data is not None else None
         options = resolve_options(target, data.env_options) if target else None  # the defaults filled in
-        record = {
-            "xtra_version": xtra.__version__,
-            "run_dir": str(Path(trainer.default_root_dir).resolve()),
-            "commit": source_commit(),
-            "config_sha256": self.config_hash,
-            "seed": self.seed,
-            "global_step": trainer.global_step,
+        record = run_record(
+            Path(trainer.default_root_dir), history, seed=self.seed, config_sha256=self.config_hash,
+            global_step=trainer.global_step,
             # a fit stopped early (SIGTERM, early stopping) also ends here: such a record is not a finished run
-            "complete": trainer.max_steps is None or trainer.max_steps < 0 or trainer.global_step >= trainer.max_steps,
-            "env_steps": data.env_steps if data is not None else None,
-            "target": target,
-            "games": list(data.task_ids) if data is not None else [],
-            "env_options": asdict(options) if options is not None else None,
-            "wall_s": round(self.wall_s(), 1),
+            complete=trainer.max_steps is None or trainer.max_steps < 0 or trainer.global_step >= trainer.max_steps,
+            env_steps=data.env_steps if data is not None else None, target=target,
+            games=list(data.task_ids) if data is not None else [],
+            env_options=asdict(options) if options is not None else None, wall_s=round(self.wall_s(), 1),
+            starts_as_pretrained=bool(getattr(pl_module, "starts_as_pretrained", False)),
+        )  # fmt: skip
+        write_bytes_atomic(folder / RESULTS, json.dumps(record, indent=1).encode())
+
+
+def run_record(run_dir: Path, history: list[dict], **fields: object) -> dict:
+    """A run's ``results.json`` content: who ran it (version, folder, commit), ``fields`` (seed, config hash, steps,
+    target, games, environment options, wall time, ``starts_as_pretrained`` — the curve's step-0 point is the
+    pretrained model's zero-shot score only when it is true) and its evaluations: the last as ``final``, every one
+    as a point of ``curve``. One builder for ``xtra fit`` and ``xtra-eval --run-dir``."""
+    return {"xtra_version": xtra.__version__, "run_dir": str(run_dir.resolve()), "commit": source_commit(), **fields,
             "final": final_scores(history[-1]) if history else None,
-            # the curve's step-0 point is the pretrained model's zero-shot score only when this is true
-            "starts_as_pretrained": bool(getattr(pl_module, "starts_as_pretrained", False)),
-            "curve": [curve_point(r) for r in history],
-        }
-        path = folder / RESULTS
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_bytes_atomic(path, json.dumps(record, indent=1).encode())
+            "curve": [curve_point(r) for r in history]}  # fmt: skip
 
 
 def final_scores(evaluation: dict) -> dict:
