@@ -42,6 +42,8 @@ def main() -> None:
     parser.add_argument("--unroll", type=int, default=5)
     parser.add_argument("--repeat", type=int, default=10)
     args = parser.parse_args()
+    if args.rows < 500:
+        parser.error(f"--rows must be at least 500 (datasets are built of 500-step episodes), got {args.rows}")
 
     rng = np.random.default_rng(0)
     games = GAMES[: args.games]
