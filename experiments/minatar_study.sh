@@ -8,8 +8,8 @@
 #
 # Each game's dataset and teacher is made once per seed (--pretraining-dir) and serves the other target. Every job
 # resumes from its last checkpoint when the script is run again, so it may be stopped and restarted at any time.
-# From the README's stage times ("How long the pipeline takes"): about 225 core-minutes per seed and target, two
-# jobs at a time on 2 cores, so about 2 hours per seed and target and 11 hours in all.
+# From the README's stage times ("How long the pipeline takes"): about 240 core-minutes per seed and target, two
+# jobs at a time on 2 cores, so about 2 hours per seed and target and 12 hours in all.
 #
 #   bash experiments/minatar_study.sh                  # all of it; then the report:
 #   results/minatar/report.md (xtra-report over both targets, baseline EfficientZero-L)
