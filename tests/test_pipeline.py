@@ -85,6 +85,8 @@ def test_report_marks_a_constant_action_run_as_collapsed(tmp_path):
     assert [p["collapsed"] for p in result["per_seed"]] == [True, False]
     md = (tmp_path / "results.md").read_text()
     assert "**collapsed**: 1 of 2 (seed 0)" in md and "0.333 (1.00, collapsed)" in md
+    # seed 0's student misses on the point (0.50) but its interval reaches 0.70: a miss inside the noise
+    assert md.count("| ok | missed inside its CI | 1.00 [0.50, 2.00] | 0.50 [0.25, 1.00] |") == 2
     assert md.count("| own/own/own |") == 2  # records without a search budget: each model's own
     assert [q[0]["rewarded_steps"] for q in result["quality"].values()] == ["2 of 4", "0 of 4"]
 
@@ -409,3 +411,11 @@ def test_a_job_that_cannot_resume_says_why(tmp_path):
     longer = {**teacher.overlay, "trainer": {**teacher.overlay["trainer"], "max_steps": 120}}
     assert resumable(teacher, longer) == (None, "its overlay changed at trainer.max_steps")
     assert differing_keys({"a": {"b": 1, "c": [1]}}, {"a": {"b": 1, "c": [2]}, "d": 0}) == ["a.c", "d"]
+
+
+def test_a_bar_missed_inside_its_interval_is_told_apart_from_a_confirmed_miss():
+    from xtra.pipeline import bar_verdict
+
+    assert bar_verdict((0.80, 0.60, 1.00)) == "ok"
+    assert bar_verdict((0.64, 0.50, 0.80)) == "missed inside its CI"  # the default's seed-2 student
+    assert bar_verdict((0.49, 0.40, 0.60)) == "**missed**"  # the same student at 2 000 updates

@@ -530,6 +530,15 @@ def format_ratio(point: float, low: float, high: float) -> str:
     return f"{point:.2f} [{low:.2f}, {high:.2f}]"
 
 
+def bar_verdict(ratio: tuple[float, float, float]) -> str:
+    """``ok`` when the ratio's point meets the bar; a point below it whose 95 % interval still reaches the bar is
+    a miss inside the noise of two 32-episode evaluations, told apart from a miss the interval confirms."""
+    point, _, high = ratio
+    if point >= BAR:
+        return "ok"
+    return "missed inside its CI" if high >= BAR else "**missed**"
+
+
 def pretraining_quality(out: Path, pretrain: list[str], pretraining: Path | None = None) -> list[dict]:
     """Per pretraining game: random play's, the data producer's, the teacher's and the student's return, and
     the bars (producers and teachers run under ``pretraining``, default ``out``)."""
@@ -555,6 +564,7 @@ def pretraining_quality(out: Path, pretrain: list[str], pretraining: Path | None
             "simulations": "/".join(str(f["simulations"] or "own") for f in finals),
             "producer_ok": bool(producer > random), "teacher_ok": bool(teacher >= BAR * producer),
             "student_ok": bool(student >= BAR * teacher), "transferred": t in transferred,
+            "teacher_bar": bar_verdict(teacher_ratio), "student_bar": bar_verdict(student_ratio),
             "teacher_ratio": format_ratio(*teacher_ratio), "student_ratio": format_ratio(*student_ratio),
         })  # fmt: skip
     return rows
@@ -659,7 +669,7 @@ def results_markdown(rows, per_seed, quality, target, pretrain, budget: Budget) 
         for q in quality[s]:
             ok = {True: "ok", False: "**missed**"}
             lines.append(f"| {s} | {q['game']} | {q['random']} | {q['producer']} | {q['teacher']} | {q['student']} | "
-                         f"{ok[q['producer_ok']]} | {ok[q['teacher_ok']]} | {ok[q['student_ok']]} | "
+                         f"{ok[q['producer_ok']]} | {q['teacher_bar']} | {q['student_bar']} | "
                          f"{q['teacher_ratio']} | {q['student_ratio']} | {ok[q['transferred']]} | "
                          f"{q['simulations']} | {q['rewarded_steps']} |")  # fmt: skip
     return "\n".join(lines) + "\n"
