@@ -76,13 +76,17 @@ def test_report_marks_a_constant_action_run_as_collapsed(tmp_path):
         for run in ("dataset-asterix", "teacher-asterix"):
             write(d / "runs" / run, pretrain[0], [1.0, 2.0], [10, 10, 10, 10, 10])
         write(d / "runs" / "student", pretrain[0], [0.5, 1.0], [10, 10, 10, 10, 10])
-    result = report(tmp_path, seeds, target, pretrain, Budget(), ("xtra",))
+        write(d / "runs" / "bc", target, [0.0, 1.0], [10, 10, 10])
+        offline = json.loads((d / "runs" / "bc" / "eval" / "step10.json").read_text())
+        (d / "runs" / "bc" / "eval" / "step10.json").write_text(json.dumps({**offline, "env_steps": None}))
+    result = report(tmp_path, seeds, target, pretrain, Budget(), ("xtra", "bc"))
     quality = result["quality"][0][0]
     assert (quality["teacher_ok"], quality["student_ok"]) == (True, False)
     # each ratio with its interval: student means {0.5, 0.75, 1} over teacher means {1, 1.5, 2}
     assert quality["teacher_ratio"].startswith("1.00 [") and quality["student_ratio"].startswith("0.50 [0.25, ")
     assert result["rows"][0]["collapsed_seeds"] == "0"
-    assert [p["collapsed"] for p in result["per_seed"]] == [True, False]
+    assert [r["env_steps"] for r in result["rows"]] == [400, 0]  # bc played no env step on the target
+    assert [p["collapsed"] for p in result["per_seed"] if p["method"] == "xtra"] == [True, False]
     md = (tmp_path / "results.md").read_text()
     assert "**collapsed**: 1 of 2 (seed 0)" in md and "0.333 (1.00, collapsed)" in md
     # seed 0's student misses on the point (0.50) but its interval reaches 0.70: a miss inside the noise

@@ -582,7 +582,9 @@ def report(out: Path, seed_dirs: dict[int, Path], target: str, pretrain: list[st
         collapsed = [seed for seed, f in finals.items() if f["collapsed"]]
         rows.append({"method": row_label(name), "key": name, "target": target, "seeds": len(finals),
                      "episodes": int(sum(len(f["returns"]) for f in finals.values())),
-                     "env_steps": next(iter(finals.values()))["env_steps"], "mean": round(float(np.mean(means)), 3),
+                     # an offline row (bc) records no env steps: it played none on the target
+                     "env_steps": next(iter(finals.values()))["env_steps"] or 0,
+                     "mean": round(float(np.mean(means)), 3),
                      "ci_low": round(lo, 3), "ci_high": round(hi, 3),
                      "collapsed_seeds": " ".join(map(str, collapsed))})  # fmt: skip
         for seed, f in finals.items():
