@@ -91,9 +91,8 @@ def evaluate_checkpoint(
 def write_run(run_dir: Path, result: dict, seed: int | None, simulations: int | None) -> Path:
     """``result`` as a run of one evaluation before any update: ``eval/step0.json`` in the Evaluation callback's
     format and ``results.json`` in RunRecord's, with the one game played as its target."""
-    from xtra.atomic import write_bytes_atomic
     from xtra.callbacks.evaluation import write_evaluation
-    from xtra.callbacks.run_record import run_record
+    from xtra.callbacks.run_record import run_record, write_run_record
 
     (target,) = result["games"]
     game = result["games"][target]
@@ -104,8 +103,7 @@ def write_run(run_dir: Path, result: dict, seed: int | None, simulations: int | 
                      target=target, games=result["trained_on"], checkpoint=result["checkpoint"],
                      starts_as_pretrained=True)  # fmt: skip
     write_evaluation(run_dir, record)
-    write_bytes_atomic(run_dir / RESULTS, json.dumps(run, indent=1).encode())
-    return run_dir / RESULTS
+    return write_run_record(run_dir, run)
 
 
 def net_device(net: torch.nn.Module) -> torch.device:

@@ -89,7 +89,13 @@ class RunRecord(L.Callback):
             env_options=asdict(options) if options is not None else None, wall_s=round(self.wall_s(), 1),
             starts_as_pretrained=bool(getattr(pl_module, "starts_as_pretrained", False)),
         )  # fmt: skip
-        write_bytes_atomic(folder / RESULTS, json.dumps(record, indent=1).encode())
+        write_run_record(folder, record)
+
+
+def write_run_record(folder: Path, record: dict) -> Path:
+    """``record`` as ``<folder>/results.json``, atomically (reports read whatever is there)."""
+    write_bytes_atomic(folder / RESULTS, json.dumps(record, indent=1).encode())
+    return folder / RESULTS
 
 
 def run_record(run_dir: Path, history: list[dict], **fields: object) -> dict:
