@@ -66,7 +66,7 @@ def load_runs(folders: list[str | Path], zero_shot_of: str | None = None) -> lis
     """Every finished run under ``folders`` (a ``results.json`` with a final evaluation of its target); with
     ``zero_shot_of``, that method's evaluations before its first update also form a method ``zero-shot`` when they
     score the pretrained model as it is (``starts_as_pretrained``; not after its output layers were reset)."""
-    runs, seen = [], set()
+    runs, seen, unscored = [], set(), []
     for folder in folders:
         folder = Path(folder)
         if not folder.exists():
@@ -101,13 +101,17 @@ def load_runs(folders: list[str | Path], zero_shot_of: str | None = None) -> lis
             derived = zero_shot_of is not None and method == zero_shot_of != "zero-shot"  # not an xtra-eval run's twin
             if derived and first.get("global_step") == 0:
                 if not record.get("starts_as_pretrained"):
-                    print(f"xtra-report: no zero-shot row from {path}: its first evaluation is not of the pretrained "
-                          "model as it is (output layers reset); score that model with xtra-eval --run-dir",
-                          file=sys.stderr)  # fmt: skip
+                    unscored.append((path, target, common[0]))
                     continue
                 runs.append(RunResult(path, "zero-shot", target, common[0], float(first["returns"][target]),
                                       bool(first.get("collapsed", {}).get(target, False)), float("nan"), 0,
                                       *common[1:], None, (), str(here)))  # fmt: skip
+    scored = {(r.target, r.seed) for r in runs if r.method == "zero-shot"}  # xtra-eval --run-dir of the student
+    for path, target, seed in unscored:
+        if (target, seed) not in scored:
+            print(f"xtra-report: no zero-shot row from {path}: its first evaluation is not of the pretrained model "
+                  "as it is (output layers reset); score that model with xtra-eval --run-dir",
+                  file=sys.stderr)  # fmt: skip
     if not runs:
         raise FileNotFoundError(f"no results.json with a final evaluation under {', '.join(map(str, folders))}")
     return runs
@@ -151,9 +155,13 @@ def fmt(x: float | None, digits: int = 2) -> str:
     return "–" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
 
 
-def build_report(runs: list[RunResult], baseline: str | None, reps: int = 2_000) -> dict:
+def build_report(
+    runs: list[RunResult], baseline: str | None, reps: int = 2_000, order: list[str] | None = None
+) -> dict:
+    """``order``: the methods' column order after the baseline (``--methods`` as given); else alphabetical."""
     targets = sorted({r.target for r in runs})
-    methods = sorted({r.method for r in runs}, key=lambda m: (m != baseline, m))
+    rank = {m: i for i, m in enumerate(order or [])}
+    methods = sorted({r.method for r in runs}, key=lambda m: (m != baseline, rank.get(m, len(rank)), m))
     if baseline is not None and baseline not in methods:
         raise ValueError(f"--baseline {baseline}: no such method among the runs ({', '.join(methods)})")
     matrices = {m: score_matrix(runs, m, targets) for m in methods}
@@ -300,9 +308,9 @@ def write_report(
             raise ValueError(f"no runs of {', '.join(missing)} under {', '.join(map(str, folders))}")
         runs = [r for r in runs if r.method in methods]
     if baseline is None:
-        methods = {r.method for r in runs}
-        baseline = next((m for m in ("efficientzero", "efficientzero-l") if m in methods), None)
-    report = build_report(runs, baseline, reps)
+        present = {r.method for r in runs}
+        baseline = next((m for m in ("efficientzero", "efficientzero-l") if m in present), None)
+    report = build_report(runs, baseline, reps, order=methods)
     if (out / "report.md").exists() and not overwrite:
         raise FileExistsError(f"{out / 'report.md'} exists: pass --overwrite to replace it, or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
