@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from lightning.pytorch.plugins.precision import MixedPrecision, Precision
 
+from xtra.allocator import keep_freed_memory
 from xtra.datamodules.common import windows_to_tensors
 from xtra.mcts import SearchOptions
 from xtra.modules.efficientzero import EfficientZeroModule
@@ -48,7 +49,11 @@ def main() -> None:
                         help="autocast of targets and loss, like --trainer.precision")  # fmt: skip
     parser.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto",
                         help="NHWC weights (auto: the module's default, on for the Atari presets)")  # fmt: skip
+    parser.add_argument("--malloc", choices=("tuned", "glibc"), default="tuned",
+                        help="glibc malloc as `xtra fit` sets it (xtra.allocator) or glibc's own defaults")  # fmt: skip
     args = parser.parse_args()
+    if args.malloc == "tuned":
+        keep_freed_memory()
 
     frame, stack, actions = SHAPES[args.preset]
     atari = args.preset != "minatar"
@@ -101,7 +106,8 @@ def main() -> None:
     print(
         json.dumps(
             {
-                "preset": args.preset, "device": str(device), "precision": args.precision, "batch": args.batch,
+                "malloc": args.malloc, "preset": args.preset, "device": str(device), "precision": args.precision,
+                "batch": args.batch,
                 "channels_last": module.net.representation.trunk[0].weight.is_contiguous(
                     memory_format=torch.channels_last),
                 "unroll": args.unroll,

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from xtra.allocator import keep_freed_memory
 from xtra.collector import evaluate, random_actor
 from xtra.envs import env_spec
 
@@ -32,7 +33,11 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="run directory (default: a temporary one)")
+    parser.add_argument("--malloc", choices=("tuned", "glibc"), default="tuned",
+                        help="glibc malloc as `xtra fit` sets it (xtra.allocator) or glibc's own defaults")  # fmt: skip
     args, overrides = parser.parse_known_args()
+    if args.malloc == "tuned":
+        keep_freed_memory()
 
     from xtra.cli import XtraCLI, quiet_known_noise
     from xtra.datamodules.online import OnlineReplayDataModule
@@ -79,7 +84,8 @@ def main() -> None:
     print(
         json.dumps(
             {
-                "task": args.task, "env_steps": data.collector.env_steps, "updates": trainer.global_step,
+                "malloc": args.malloc, "task": args.task, "env_steps": data.collector.env_steps,
+                "updates": trainer.global_step,
                 "minutes": round(minutes, 1), "episodes_per_point": args.episodes,
                 "sticky_action_prob": data.collector.env.options.sticky_action_prob,
                 "full_action_space": data.collector.env.options.full_action_space,

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from xtra.network import EfficientZeroNet, network_config, parameter_count
+from xtra.network import EfficientZeroNet, ResidualBlock, network_config, parameter_count
 from xtra.supports import inverse_value_transform, scalar_to_support, support_to_scalar, value_transform
 
 # EfficientZero's official Atari network, counted by instantiating it (efficientzero-spec.md §2): 8 431 270 (A = 4)
@@ -115,3 +115,24 @@ def test_one_hot_action_planes_do_not_order_actions():
     old = {k: v for k, v in EfficientZeroNet((10, 10, 10), 6, network_config("minatar-l", action_encoding="plane"))
            .describe().items() if k != "action_encoding"}  # fmt: skip
     assert saved_description(old)["action_encoding"] == "plane"
+
+
+@pytest.mark.parametrize("stride, c_out", [(1, None), (2, 8)])
+def test_residual_blocks_in_place_activations_change_no_number(stride, c_out):
+    """The block applies its ReLUs in place (no fresh activation to allocate on a CPU): output, input gradient and
+    weight gradients equal the out-of-place formula bit for bit, and autograd accepts it (no saved tensor is
+    overwritten)."""
+    torch.manual_seed(0)
+    block = ResidualBlock(4, c_out, stride=stride)
+    x = torch.randn(6, 4, 8, 8, requires_grad=True)
+    out = block(x)
+    out.square().sum().backward()
+    got = (out.detach(), x.grad.clone(), [p.grad.clone() for p in block.parameters()])
+
+    x.grad = None
+    block.zero_grad()
+    skip = x if block.skip is None else block.skip(x)
+    ref = torch.relu(block.bn2(block.conv2(torch.relu(block.bn1(block.conv1(x))))) + skip)
+    ref.square().sum().backward()
+    assert torch.equal(got[0], ref.detach()) and torch.equal(got[1], x.grad)
+    assert all(torch.equal(a, p.grad) for a, p in zip(got[2], block.parameters(), strict=True))

@@ -134,7 +134,10 @@ def run(argv: list[str]) -> XtraCLI:
     """Run one ``xtra`` command in this process and return the CLI (its ``trainer`` and ``model`` included)."""
     import lightning as L
 
+    from xtra.allocator import keep_freed_memory
+
     quiet_known_noise()
+    keep_freed_memory()  # CPU updates reuse their activations instead of page-faulting them in (README, "Speed")
 
     from xtra.modules.base import NetworkModule
 

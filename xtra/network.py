@@ -110,9 +110,11 @@ class ResidualBlock(nn.Module):
         self.skip = conv3x3(c_in, c_out, stride) if stride != 1 or c_in != c_out else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = torch.relu(self.bn1(self.conv1(x)))
+        # in place where autograd allows it (batch norm's backward reads its input, ReLU's its output): on a CPU
+        # each fresh activation is memory traffic and page faults, not arithmetic
+        out = torch.relu_(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return torch.relu(out + (x if self.skip is None else self.skip(x)))
+        return torch.relu_(out + (x if self.skip is None else self.skip(x)))
 
 
 def mlp(n_in: int, hidden: list[int], n_out: int, zero_last: bool = True) -> nn.Sequential:

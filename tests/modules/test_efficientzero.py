@@ -1,5 +1,6 @@
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -298,6 +299,25 @@ def test_bf16_mixed_runs_the_searches_under_autocast_too(tmp_path):
     module.target_net.representation.register_forward_hook(record("targets"))
     trainer(tmp_path, 8, enable_checkpointing=False, precision="bf16-mixed").fit(module, dm)
     assert seen["acting"] == {torch.bfloat16} and seen["targets"] == {torch.bfloat16}
+
+
+def test_half_precision_on_a_cpu_that_emulates_it_warns_with_the_fix(tmp_path):
+    """bf16 autocast on an AVX2-only CPU is oneDNN's emulation, several times slower than float32: the fit says so
+    and names ``--trainer.precision 32``; on a CPU with native bf16 it says nothing."""
+    from xtra.modules.base import native_half_precision
+
+    module, dm = tiny()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer(tmp_path, 1, enable_checkpointing=False, precision="bf16-mixed").fit(module, dm)
+    said = [str(w.message) for w in caught if "is emulated" in str(w.message)]
+    native = native_half_precision("bf16-mixed")
+    assert native == bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    if native:
+        assert said == []
+    else:
+        assert len(said) == 1 and "--trainer.precision 32" in said[0]
+    assert native_half_precision("32-true")
 
 
 def test_learning_rate_warms_up_linearly_then_decays_stepwise():
