@@ -25,6 +25,7 @@ import time
 import numpy as np
 import torch
 
+from xtra.allocator import keep_freed_memory
 from xtra.datamodules.common import windows_to_tensors
 from xtra.gradients import cosine_to_first, flat_gradient
 from xtra.losses import UnrollTargets
@@ -93,7 +94,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--simulations", type=int, default=50, help="reanalyse search of the target rows")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--malloc", choices=("tuned", "glibc"), default="tuned",
+                        help="glibc malloc as `xtra fit` sets it (xtra.allocator) or glibc's own defaults")  # fmt: skip
     args = parser.parse_args()
+    if args.malloc == "tuned":
+        keep_freed_memory()
     device = torch.device(args.device)
     atari = not args.network.startswith("minatar")
     obs_shape, actions = ((12, 96, 96), 18) if atari else ((10, 10, 10), 6)
@@ -154,7 +159,7 @@ def main() -> None:
         for name, t in probes.items()
     }
     print(json.dumps({
-        "network": args.network, "device": str(device), "offline_games": m, "rows": sizes,
+        "malloc": args.malloc, "network": args.network, "device": str(device), "offline_games": m, "rows": sizes,
         "measured_fraction": f, "seconds_per_step": {n: round(t, 4) for n, t in times.items()},
         "probe_step_over_plain": {n: round(t / times["plain"], 3) for n, t in probes.items()},
         "share_of_learner_time": share, "share_of_finetuning_step": share_step, "simulations": args.simulations,
