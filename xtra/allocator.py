@@ -4,8 +4,9 @@ PyTorch on the CPU has no caching allocator: every update frees and reallocates 
 glibc's defaults a block above the mmap threshold (dynamic, at most 32 MiB) is mapped fresh and unmapped when freed,
 and freed memory at the top of the heap is trimmed, so each update touches its activations' pages for the first
 time again and pays a page fault per 4 KiB. The Atari update at batch 32 allocates 47 MB activations (160 future
-frames of 32×48×48 in the consistency targets); raising both thresholds made it 1.3–1.4× faster on a 2-core CPU
-(README, "Speed"). This is what PyTorch's CPU tuning guides get from jemalloc or tcmalloc, with glibc's own knobs.
+frames of 32×48×48 in the consistency targets); raising both thresholds made it 1.4× (batch 32) to 1.6× (batch 64)
+faster on a 2-core CPU, and its targets 1.8–1.9× (README, "Speed"). This is what PyTorch's CPU tuning guides get
+from jemalloc or tcmalloc, with glibc's own knobs.
 """
 
 from __future__ import annotations
