@@ -16,7 +16,7 @@ import torch
 from lightning.pytorch.plugins.precision import MixedPrecision, Precision
 
 from xtra.acting import make_actor
-from xtra.allocator import keep_freed_memory
+from xtra.allocator import add_malloc_argument, apply_malloc_argument
 from xtra.collector import Collector
 from xtra.envs import env_spec
 from xtra.mcts import BatchedMCTS, MCTSConfig
@@ -35,11 +35,9 @@ def main() -> None:
     parser.add_argument("--driver", choices=("auto", "device"), default="auto",
                         help="auto: numba host gather for CPU states; device: torch gather")  # fmt: skip
     parser.add_argument("--precision", choices=("32", "bf16-mixed", "16-mixed"), default="32")
-    parser.add_argument("--malloc", choices=("tuned", "glibc"), default="tuned",
-                        help="glibc malloc as `xtra fit` sets it (xtra.allocator) or glibc's own defaults")  # fmt: skip
+    add_malloc_argument(parser)
     args = parser.parse_args()
-    if args.malloc == "tuned":
-        keep_freed_memory()
+    apply_malloc_argument(args)
 
     spec = env_spec(args.task)
     preset = args.network or ("minatar" if args.task.startswith("minatar") else "efficientzero")

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from lightning.pytorch.plugins.precision import MixedPrecision, Precision
 
-from xtra.allocator import keep_freed_memory
+from xtra.allocator import add_malloc_argument, apply_malloc_argument
 from xtra.datamodules.common import windows_to_tensors
 from xtra.mcts import SearchOptions
 from xtra.modules.efficientzero import EfficientZeroModule
@@ -49,11 +49,9 @@ def main() -> None:
                         help="autocast of targets and loss, like --trainer.precision")  # fmt: skip
     parser.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto",
                         help="NHWC weights (auto: the module's default, on for the Atari presets)")  # fmt: skip
-    parser.add_argument("--malloc", choices=("tuned", "glibc"), default="tuned",
-                        help="glibc malloc as `xtra fit` sets it (xtra.allocator) or glibc's own defaults")  # fmt: skip
+    add_malloc_argument(parser)
     args = parser.parse_args()
-    if args.malloc == "tuned":
-        keep_freed_memory()
+    apply_malloc_argument(args)
 
     frame, stack, actions = SHAPES[args.preset]
     atari = args.preset != "minatar"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xtra.allocator import keep_freed_memory
+from xtra.allocator import add_malloc_argument, apply_malloc_argument
 from xtra.collector import evaluate, random_actor
 from xtra.envs import env_spec
 
@@ -33,11 +33,9 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="run directory (default: a temporary one)")
-    parser.add_argument("--malloc", choices=("tuned", "glibc"), default="tuned",
-                        help="glibc malloc as `xtra fit` sets it (xtra.allocator) or glibc's own defaults")  # fmt: skip
+    add_malloc_argument(parser)
     args, overrides = parser.parse_known_args()
-    if args.malloc == "tuned":
-        keep_freed_memory()
+    apply_malloc_argument(args)
 
     from xtra.cli import XtraCLI, quiet_known_noise
     from xtra.datamodules.online import OnlineReplayDataModule

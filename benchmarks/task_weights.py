@@ -25,7 +25,7 @@ import time
 import numpy as np
 import torch
 
-from xtra.allocator import keep_freed_memory
+from xtra.allocator import add_malloc_argument, apply_malloc_argument
 from xtra.datamodules.common import windows_to_tensors
 from xtra.gradients import cosine_to_first, flat_gradient
 from xtra.losses import UnrollTargets
@@ -94,11 +94,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--simulations", type=int, default=50, help="reanalyse search of the target rows")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--malloc", choices=("tuned", "glibc"), default="tuned",
-                        help="glibc malloc as `xtra fit` sets it (xtra.allocator) or glibc's own defaults")  # fmt: skip
+    add_malloc_argument(parser)
     args = parser.parse_args()
-    if args.malloc == "tuned":
-        keep_freed_memory()
+    apply_malloc_argument(args)
     device = torch.device(args.device)
     atari = not args.network.startswith("minatar")
     obs_shape, actions = ((12, 96, 96), 18) if atari else ((10, 10, 10), 6)

@@ -11,6 +11,7 @@ from jemalloc or tcmalloc, with glibc's own knobs.
 
 from __future__ import annotations
 
+import argparse
 import ctypes
 import os
 import platform
@@ -40,3 +41,14 @@ def keep_freed_memory(mmap_threshold: int = MMAP_THRESHOLD, trim_threshold: int 
     except OSError:
         return False
     return bool(libc.mallopt(M_MMAP_THRESHOLD, mmap_threshold)) and bool(libc.mallopt(M_TRIM_THRESHOLD, trim_threshold))
+
+
+def add_malloc_argument(parser: argparse.ArgumentParser) -> None:
+    """The benchmarks' ``--malloc``: ``tuned`` (the default, as every ``xtra`` command runs) or glibc's ``glibc``."""
+    parser.add_argument("--malloc", choices=("tuned", "glibc"), default="tuned",
+                        help="glibc malloc as `xtra fit` sets it (xtra.allocator) or glibc's own defaults")  # fmt: skip
+
+
+def apply_malloc_argument(args: argparse.Namespace) -> None:
+    if args.malloc == "tuned":
+        keep_freed_memory()
