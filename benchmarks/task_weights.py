@@ -14,6 +14,11 @@ and prints one JSON line with each per-step time and the share of learner time t
 batch (the target rows reanalysed by a ``--simulations`` search of the target network, the offline rows' stored
 targets) and gives the share of a finetuning step (targets + update; acting not counted, so the share of the whole
 run is smaller still).
+
+Beside them it times an EfficientZero step of the same network on the target's rows alone (their targets + one
+forward/backward), and gives the finetuning step over it: plain, and averaged over the cycle with each probe
+(``(1 − f)·step + f·measured step``). The finetuning batch holds the target's rows *and* the offline games' rows
+(the shipped configs: half of each), so its update does that much more arithmetic than EfficientZero's.
 """
 
 from __future__ import annotations
@@ -93,6 +98,8 @@ def main() -> None:
     parser.add_argument("--measure", type=int, default=500)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--simulations", type=int, default=50, help="reanalyse search of the target rows")
+    parser.add_argument("--reanalyse-fraction", type=float, default=1.0,
+                        help="share of target rows reanalysed (authors: 1; the MinAtar configs: 0)")  # fmt: skip
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     add_malloc_argument(parser)
     args = parser.parse_args()
@@ -101,7 +108,8 @@ def main() -> None:
     atari = not args.network.startswith("minatar")
     obs_shape, actions = ((12, 96, 96), 18) if atari else ((10, 10, 10), 6)
     module = CrossTaskFinetuner(obs_shape=obs_shape, num_actions=actions, network=args.network, augmentation=atari,
-                                mcts=SearchOptions(num_simulations=args.simulations))  # fmt: skip
+                                mcts=SearchOptions(num_simulations=args.simulations),
+                                reanalyse_fraction=args.reanalyse_fraction)  # fmt: skip
     module.to(device)
     k, support = module.hparams.unroll_steps, module.net.support_size
     m = args.offline_games
@@ -143,7 +151,19 @@ def main() -> None:
         for r in raw[1:]:
             module.prepare_batch(r, None, None, reanalyse_fraction=0.0, value_bootstrap="stored")
 
+    target_task = next(iter(batch))
+
+    def efficientzero_targets():
+        module.prepare_batch(raw[0], module.target_net, None)
+
+    def efficientzero_update():  # the parent's loss on the target's rows alone: EfficientZero's step
+        module.net.zero_grad(set_to_none=True)
+        module.compute_loss(batch[target_task]).loss.backward()
+
     times = {"targets": timed(targets, max(args.repeats // 3, 1), device), "plain": timed(plain, args.repeats, device)}
+    ez_step = timed(efficientzero_targets, max(args.repeats // 3, 1), device) + timed(
+        efficientzero_update, args.repeats, device
+    )
     for name, fn in (("task_rows", probe("task_rows")), ("joint_backward", probe("joint_backward")),
                      ("authors", authors)):  # fmt: skip
         times[name] = timed(fn, args.repeats, device)
@@ -156,11 +176,16 @@ def main() -> None:
         name: round(f * (t - times["plain"]) / ((1 - f) * step + f * (step - times["plain"] + t)), 4)
         for name, t in probes.items()
     }
+    over_ez = {"plain": round(step / ez_step, 3)}
+    for name, t in probes.items():
+        over_ez[name] = round(((1 - f) * step + f * (step - plain_t + t)) / ez_step, 3)
     print(json.dumps({
         "malloc": args.malloc, "network": args.network, "device": str(device), "offline_games": m, "rows": sizes,
         "measured_fraction": f, "seconds_per_step": {n: round(t, 4) for n, t in times.items()},
         "probe_step_over_plain": {n: round(t / times["plain"], 3) for n, t in probes.items()},
         "share_of_learner_time": share, "share_of_finetuning_step": share_step, "simulations": args.simulations,
+        "reanalyse_fraction": args.reanalyse_fraction, "efficientzero_step_s": round(ez_step, 4),
+        "finetuning_step_over_efficientzero": over_ez,
     }))  # fmt: skip
 
 
