@@ -161,9 +161,9 @@ def main() -> None:
         module.compute_loss(batch[target_task]).loss.backward()
 
     times = {"targets": timed(targets, max(args.repeats // 3, 1), device), "plain": timed(plain, args.repeats, device)}
-    ez_step = timed(efficientzero_targets, max(args.repeats // 3, 1), device) + timed(
-        efficientzero_update, args.repeats, device
-    )
+    ez = {"targets": timed(efficientzero_targets, max(args.repeats // 3, 1), device),
+          "update": timed(efficientzero_update, args.repeats, device)}  # fmt: skip
+    ez_step = ez["targets"] + ez["update"]
     for name, fn in (("task_rows", probe("task_rows")), ("joint_backward", probe("joint_backward")),
                      ("authors", authors)):  # fmt: skip
         times[name] = timed(fn, args.repeats, device)
@@ -184,7 +184,7 @@ def main() -> None:
         "measured_fraction": f, "seconds_per_step": {n: round(t, 4) for n, t in times.items()},
         "probe_step_over_plain": {n: round(t / times["plain"], 3) for n, t in probes.items()},
         "share_of_learner_time": share, "share_of_finetuning_step": share_step, "simulations": args.simulations,
-        "reanalyse_fraction": args.reanalyse_fraction, "efficientzero_step_s": round(ez_step, 4),
+        "reanalyse_fraction": args.reanalyse_fraction, "efficientzero_seconds": {n: round(t, 4) for n, t in ez.items()},
         "finetuning_step_over_efficientzero": over_ez,
     }))  # fmt: skip
 
