@@ -177,3 +177,57 @@ def test_methods_filter_leaves_out_a_pipelines_other_runs_and_names_a_missing_on
     assert "| game | efficientzero | zero-shot | xtra |" in (out / "report.md").read_text()
     with pytest.raises(SystemExit):
         main([str(runs_dir), "--out", str(tmp_path / "other"), "--methods", "xtra", "bc"])
+
+
+def test_every_curve_point_gets_an_interval_over_seeds_and_episodes_and_a_difference_from_the_baseline(tmp_path):
+    """An early lead is a finding only with an interval: each evaluation's per-episode returns are kept in the
+    record's curve, and the report puts the hierarchical CI on every point and on the difference from the
+    baseline; a record written before the curve kept episodes falls back to seeds alone, except at its last point,
+    which is the final evaluation."""
+    from xtra.callbacks.run_record import curve_point
+    from xtra.scores import difference_ci, hierarchical_bootstrap_ci
+
+    rng = np.random.default_rng(0)
+    episodes = {}  # (method, seed) -> [early returns, final returns]
+    for method, lead in (("efficientzero-l", 0.0), ("xtra", 3.0)):
+        for seed in range(3):
+            early, last = rng.normal(1.0 + lead, 0.5, 8), rng.normal(4.0, 0.5, 8)
+            episodes[method, seed] = (early, last)
+            history = [{"global_step": g, "env_steps": 100 * (g + 1) + seed, "returns": {"minatar/breakout": e}}
+                       for g, e in ((10, early.tolist()), (20, last.tolist()))]  # fmt: skip
+            write_run(tmp_path, method, "minatar/breakout", seed, float(last.mean()), False)
+            path = tmp_path / "breakout" / method / f"seed{seed}" / "results.json"
+            record = json.loads(path.read_text())
+            record["curve"] = [curve_point(h) for h in history]
+            record["final"]["global_step"], record["final"]["games"]["minatar/breakout"]["returns"] = 20, last.tolist()
+            path.write_text(json.dumps(record))
+    report = write_report([str(tmp_path)], tmp_path / "report", "efficientzero-l", "xtra-report", reps=300)
+    rows = {(r["method"], r["global_step"]): r for r in report["curves"]}
+    early = rows["xtra", 10]
+    groups = [episodes["xtra", s][0] for s in range(3)]
+    assert early["mean"] == pytest.approx(np.mean([g.mean() for g in groups]))
+    assert early["ci_over"] == "seeds and episodes"
+    assert (early["ci_low"], early["ci_high"]) == pytest.approx(hierarchical_bootstrap_ci(groups, reps=300))
+    assert early["env_steps"] == 1101  # the seeds' mean
+    baseline = [episodes["efficientzero-l", s][0] for s in range(3)]
+    assert early["vs_baseline"] == pytest.approx(early["mean"] - np.mean([g.mean() for g in baseline]))
+    assert (early["vs_ci_low"], early["vs_ci_high"]) == pytest.approx(difference_ci(groups, baseline, reps=300))
+    assert early["vs_ci_low"] > 0  # a 3-point lead over 0.5-wide episodes is outside the noise
+    assert rows["efficientzero-l", 10]["vs_baseline"] is None  # the baseline is not compared with itself
+    text = (tmp_path / "report" / "report.md").read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| 10 | 1101 |"))
+    assert row.split("|")[-2].strip().startswith("**+")  # bold: the interval of the difference excludes 0
+    assert "curves.csv" in text and len((tmp_path / "report" / "curves.csv").read_text().splitlines()) == 1 + 4
+
+    # an older record (curve points with means only): the point gets the seeds-only interval, marked; the last
+    # point is the final evaluation and keeps its episodes
+    for seed in range(3):
+        path = tmp_path / "breakout" / "xtra" / f"seed{seed}" / "results.json"
+        record = json.loads(path.read_text())
+        for point in record["curve"]:
+            del point["episode_returns"]
+        path.write_text(json.dumps(record))
+    report = build_report(load_runs([tmp_path]), "efficientzero-l", reps=300)
+    rows = {(r["method"], r["global_step"]): r for r in report["curves"]}
+    assert rows["xtra", 10]["ci_over"] == "seeds" and rows["xtra", 10]["vs_baseline"] is None
+    assert rows["xtra", 20]["ci_over"] == "seeds and episodes" and rows["xtra", 20]["vs_baseline"] is not None

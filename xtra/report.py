@@ -10,7 +10,10 @@ or its own folder's name otherwise. The report holds:
 * **aggregates** — IQM, mean, median and optimality gap of normalised scores (human-normalised when every game has
   a reference, else divided by the baseline's mean on that game), each with a 95 % stratified bootstrap CI (runs
   resampled within each game: the method of Agarwal et al., 2021);
-* a performance profile and learning curves with 95 % bootstrap bands over seeds (PNG);
+* learning curves: every evaluation's mean over seeds with a 95 % CI over seeds and their episodes, and each
+  method's difference from the baseline with its own CI (a table, ``curves.csv`` and a PNG with those bands) —
+  an early lead is a finding only when the interval of the difference excludes 0;
+* a performance profile (PNG);
 * collapsed runs (the final greedy policy put ≥ 95 % of its moves on one action) marked in every table.
 
 The statistics are ``xtra/scores.py``'s (numpy only), checked against rliable's in the tests.
@@ -32,6 +35,8 @@ from xtra.callbacks.run_record import RESULTS
 from xtra.envs import game_name
 from xtra.scores import (
     bootstrap_ci,
+    difference_ci,
+    hierarchical_bootstrap_ci,
     human_normalized,
     iqm,
     mean,
@@ -60,6 +65,8 @@ class RunResult:
     wall_s: float | None
     curve: tuple[tuple[int, float], ...]  # (env steps, mean return) of every evaluation
     run_dir: str = ""  # the run's trainer.default_root_dir
+    # per curve point: (global step, its episodes' returns, or None where the record kept the mean only)
+    curve_episodes: tuple[tuple[int, tuple[float, ...] | None], ...] = ()
 
 
 def load_runs(folders: list[str | Path], zero_shot_of: str | None = None) -> list[RunResult]:
@@ -91,12 +98,13 @@ def load_runs(folders: list[str | Path], zero_shot_of: str | None = None) -> lis
                 print(f"xtra-report: {here} has several records; using the newest", file=sys.stderr)
                 runs = [r for r in runs if r.run_dir != str(here)]
             seen.add(str(here))
-            curve = tuple((int(p.get("env_steps") or 0), float(p["returns"][target]))
-                          for p in record.get("curve", []) if target in p["returns"])  # fmt: skip
+            points = [p for p in record.get("curve", []) if target in p["returns"]]
+            curve = tuple((int(p.get("env_steps") or 0), float(p["returns"][target])) for p in points)
             common = (record.get("seed"), record.get("commit"), record.get("config_sha256"))
             runs.append(RunResult(path, method, target, common[0], float(game["mean"]), bool(game["collapsed"]),
                                   float(game["top_action_share"]), final.get("env_steps"), *common[1:],
-                                  record.get("wall_s"), curve, str(here)))  # fmt: skip
+                                  record.get("wall_s"), curve, str(here),
+                                  curve_episodes(points, target, final)))  # fmt: skip
             first = (record.get("curve") or [{}])[0]
             derived = zero_shot_of is not None and method == zero_shot_of != "zero-shot"  # not an xtra-eval run's twin
             if derived and first.get("global_step") == 0:
@@ -115,6 +123,62 @@ def load_runs(folders: list[str | Path], zero_shot_of: str | None = None) -> lis
     if not runs:
         raise FileNotFoundError(f"no results.json with a final evaluation under {', '.join(map(str, folders))}")
     return runs
+
+
+def curve_episodes(points: list[dict], target: str, final: dict) -> tuple:
+    """Each curve point's global step and episode returns; records written before the curve kept them have
+    them for the last point only (it is the final evaluation, whose returns ``final`` holds)."""
+    out = []
+    for p in points:
+        episodes = (p.get("episode_returns") or {}).get(target)
+        if episodes is None and p.get("global_step") == final.get("global_step"):
+            episodes = final["games"][target].get("returns")
+        out.append((int(p.get("global_step") or 0), tuple(map(float, episodes)) if episodes else None))
+    return tuple(out)
+
+
+def curve_rows(runs: list[RunResult], methods: list[str], targets: list[str], baseline: str | None,
+               reps: int) -> list[dict]:  # fmt: skip
+    """Every method's learning curve point by point: mean over seeds and its 95 % CI — over seeds and episodes
+    when every seed kept the point's episodes, over seeds alone otherwise (``ci_over``) — and, beside the
+    baseline's point at the same global step, the difference from it with its CI (seeds and episodes only)."""
+    rows = []
+    for t in targets:
+        series = {}
+        for m in methods:
+            mine = [r for r in runs if r.method == m and r.target == t and r.curve]
+            if not mine:
+                continue
+            n = min(len(r.curve) for r in mine)
+            steps = [{r.curve_episodes[i][0] for r in mine if len(r.curve_episodes) > i} for i in range(n)]
+            series[m] = (mine, n, steps)
+        for m, (mine, n, steps) in series.items():
+            for i in range(n):
+                means = np.array([r.curve[i][1] for r in mine])
+                episodes = [r.curve_episodes[i][1] if len(r.curve_episodes) > i else None for r in mine]
+                full = all(e is not None for e in episodes)
+                if full:
+                    lo, hi = hierarchical_bootstrap_ci([np.array(e) for e in episodes], reps=reps)
+                else:
+                    lo, hi = bootstrap_ci(means[:, None], mean, reps=reps)
+                row = {"target": t, "method": m, "point": i,
+                       "global_step": next(iter(steps[i])) if len(steps[i]) == 1 else None,
+                       "env_steps": round(float(np.mean([r.curve[i][0] for r in mine]))), "seeds": len(mine),
+                       "mean": float(means.mean()), "ci_low": lo, "ci_high": hi,
+                       "ci_over": "seeds and episodes" if full else "seeds",
+                       "vs_baseline": None, "vs_ci_low": None, "vs_ci_high": None}  # fmt: skip
+                base = series.get(baseline) if baseline != m else None
+                if full and base is not None and row["global_step"] is not None:
+                    b_mine, b_n, b_steps = base
+                    j = next((j for j in range(b_n) if b_steps[j] == {row["global_step"]}), None)
+                    b_eps = [r.curve_episodes[j][1] for r in b_mine] if j is not None else [None]
+                    if all(e is not None for e in b_eps):
+                        groups = [np.array(e) for e in episodes]
+                        baseline_groups = [np.array(e) for e in b_eps]
+                        row["vs_baseline"] = row["mean"] - float(np.mean([r.curve[j][1] for r in b_mine]))
+                        row["vs_ci_low"], row["vs_ci_high"] = difference_ci(groups, baseline_groups, reps=reps)
+                rows.append(row)
+    return rows
 
 
 def score_matrix(runs: list[RunResult], method: str, targets: list[str]) -> np.ndarray:
@@ -193,7 +257,8 @@ def build_report(
         aggregates[m]["collapsed"] = sum(r.collapsed for r in runs if r.method == m)
     return {"targets": targets, "methods": methods, "baseline": baseline, "normalisation": kind,
             "per_game": per_game, "improvement": improvement, "hns": hns, "aggregates": aggregates,
-            "normalised": {m: norm(matrices[m]) for m in methods}}  # fmt: skip
+            "normalised": {m: norm(matrices[m]) for m in methods},
+            "curves": curve_rows(runs, methods, targets, baseline, reps)}  # fmt: skip
 
 
 def markdown(report: dict, runs: list[RunResult], command: str) -> str:
@@ -237,7 +302,43 @@ def markdown(report: dict, runs: list[RunResult], command: str) -> str:
         "`runs.csv`; `performance_profile.png` and `learning_curves.png` beside this file.",
         "",
     ]
-    return "\n".join(lines)
+    return "\n".join(lines + curve_markdown(report))
+
+
+def curve_markdown(report: dict) -> list[str]:
+    """Per target, every evaluation's mean [95 % CI] per method, and the difference from the baseline."""
+    rows = [r for r in report["curves"] if r["global_step"] is not None]
+    if not rows:
+        return []
+    lines = ["## Learning curves (every evaluation)", "",
+             "Mean over seeds [95 % CI]; the interval resamples seeds and then each seed's evaluation episodes "
+             "(seeds alone, marked ˢ, where a record kept the point's mean only). \"vs\" columns: the method's "
+             "mean minus the baseline's at the same step, with the CI of that difference; **bold** where it "
+             "excludes 0. Every row is also in `curves.csv`.", ""]  # fmt: skip
+    baseline = report["baseline"]
+    for t in report["targets"]:
+        here = [r for r in rows if r["target"] == t]
+        methods = [m for m in report["methods"] if any(r["method"] == m for r in here)]
+        versus = [m for m in methods if any(r["method"] == m and r["vs_baseline"] is not None for r in here)]
+        head = ["step", "env steps", *methods, *(f"{m} vs {baseline}" for m in versus)]
+        lines += [f"### {game_name(t)}", "", "| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+        for step in sorted({r["global_step"] for r in here}):
+            at = {r["method"]: r for r in here if r["global_step"] == step}
+            cells = [str(step), str(round(np.mean([r["env_steps"] for r in at.values()])))]
+            for m in methods:
+                r = at.get(m)
+                mark = "ˢ" if r and r["ci_over"] == "seeds" else ""
+                cells.append(f"{fmt(r['mean'])} [{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]{mark}" if r else "—")
+            for m in versus:
+                r = at.get(m)
+                if r is None or r["vs_baseline"] is None:
+                    cells.append("—")
+                    continue
+                text = f"{r['vs_baseline']:+.2f} [{r['vs_ci_low']:+.2f}, {r['vs_ci_high']:+.2f}]"
+                cells.append(f"**{text}**" if r["vs_ci_low"] > 0 or r["vs_ci_high"] < 0 else text)
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
@@ -273,15 +374,12 @@ def plot(report: dict, runs: list[RunResult], out: Path) -> None:
     fig, axes = plt.subplots(1, len(targets), figsize=(4.5 * len(targets), 3.5), squeeze=False)
     for ax, t in zip(axes[0], targets, strict=True):
         for m in report["methods"]:
-            curves = [r.curve for r in runs if r.method == m and r.target == t and r.curve]
-            if not curves:
+            points = [r for r in report["curves"] if r["method"] == m and r["target"] == t]
+            if not points:
                 continue
-            n = min(len(c) for c in curves)
-            steps = np.mean([[p[0] for p in c[:n]] for c in curves], axis=0)
-            values = np.array([[p[1] for p in c[:n]] for c in curves])  # [seeds, points]
-            band = np.array([bootstrap_ci(values[:, [i]], mean, reps=500) for i in range(n)])
-            ax.plot(steps, values.mean(0), label=m)
-            ax.fill_between(steps, band[:, 0], band[:, 1], alpha=0.2)
+            steps = [r["env_steps"] for r in points]
+            ax.plot(steps, [r["mean"] for r in points], label=m)
+            ax.fill_between(steps, [r["ci_low"] for r in points], [r["ci_high"] for r in points], alpha=0.2)
         ax.set_title(game_name(t))
         ax.set_xlabel("env steps")
         ax.set_ylabel("return (greedy evaluation)")
@@ -322,6 +420,8 @@ def write_report(
     write_csv(out / "aggregates.csv", [{"method": m, "normalisation": report["normalisation"], "metric": k,
                                         "value": a[k][0], "ci_low": a[k][1], "ci_high": a[k][2]}
                                        for m, a in report["aggregates"].items() for k in METRICS])  # fmt: skip
+    if report["curves"]:
+        write_csv(out / "curves.csv", report["curves"])
     plot(report, runs, out)
     return report
 

@@ -121,9 +121,11 @@ def final_scores(evaluation: dict) -> dict:
 
 
 def curve_point(evaluation: dict) -> dict:
-    """One evaluation as a point of the learning curve: step, env steps, each game's mean return and whether the
-    greedy policy had collapsed there (the step-0 point of a pretrained model is its zero-shot score)."""
+    """One evaluation as a point of the learning curve: step, env steps, each game's mean return, its episodes'
+    returns (so a report can put an interval over seeds *and* episodes on every point, not only the last) and
+    whether the greedy policy had collapsed there (the step-0 point of a pretrained model is its zero-shot score)."""
     scores = final_scores(evaluation)["games"]
     return {"global_step": evaluation["global_step"], "env_steps": evaluation.get("env_steps"),
             "returns": {t: g["mean"] for t, g in scores.items()},
+            "episode_returns": {t: g["returns"] for t, g in scores.items()},
             "collapsed": {t: g["collapsed"] for t, g in scores.items()}}  # fmt: skip
