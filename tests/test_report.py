@@ -231,3 +231,20 @@ def test_every_curve_point_gets_an_interval_over_seeds_and_episodes_and_a_differ
     rows = {(r["method"], r["global_step"]): r for r in report["curves"]}
     assert rows["xtra", 10]["ci_over"] == "seeds" and rows["xtra", 10]["vs_baseline"] is None
     assert rows["xtra", 20]["ci_over"] == "seeds and episodes" and rows["xtra", 20]["vs_baseline"] is not None
+    # such records' episodes can come from the evaluation history each run's checkpoint holds (as Lightning saves
+    # the Evaluation callback's state), taken only where the means agree
+    import torch
+
+    for seed in range(3):
+        early = episodes["xtra", seed][0].tolist()
+        history = [{"global_step": 10, "env_steps": 0, "returns": {"minatar/breakout": early}}]
+        if seed == 2:  # another run's checkpoint: its mean differs from the record's, so it is not used
+            history[0]["returns"]["minatar/breakout"] = [e + 1 for e in early]
+        folder = tmp_path / "breakout" / "xtra" / f"seed{seed}" / "checkpoints"
+        folder.mkdir()
+        torch.save({"callbacks": {"Evaluation": {"last_return": 0.0, "history": history}}}, folder / "last.ckpt")
+    runs = load_runs([tmp_path], episodes_from_checkpoints=True)
+    points = {r.seed: r.curve_episodes[0] for r in runs if r.method == "xtra"}
+    assert points[0] == (10, tuple(episodes["xtra", 0][0])) and points[2] == (10, None)
+    rows = {(r["method"], r["global_step"]): r for r in build_report(runs, "efficientzero-l", reps=100)["curves"]}
+    assert rows["xtra", 10]["ci_over"] == "seeds"  # one seed still lacks them

@@ -69,10 +69,15 @@ class RunResult:
     curve_episodes: tuple[tuple[int, tuple[float, ...] | None], ...] = ()
 
 
-def load_runs(folders: list[str | Path], zero_shot_of: str | None = None) -> list[RunResult]:
+def load_runs(
+    folders: list[str | Path], zero_shot_of: str | None = None, episodes_from_checkpoints: bool = False
+) -> list[RunResult]:
     """Every finished run under ``folders`` (a ``results.json`` with a final evaluation of its target); with
     ``zero_shot_of``, that method's evaluations before its first update also form a method ``zero-shot`` when they
-    score the pretrained model as it is (``starts_as_pretrained``; not after its output layers were reset)."""
+    score the pretrained model as it is (``starts_as_pretrained``; not after its output layers were reset).
+    ``episodes_from_checkpoints``: for records whose curve kept means only, the episodes of each point from the
+    evaluation history saved in the run's newest checkpoint (read-only; a point is taken only where its mean
+    agrees with the record's)."""
     runs, seen, unscored = [], set(), []
     for folder in folders:
         folder = Path(folder)
@@ -99,6 +104,8 @@ def load_runs(folders: list[str | Path], zero_shot_of: str | None = None) -> lis
                 runs = [r for r in runs if r.run_dir != str(here)]
             seen.add(str(here))
             points = [p for p in record.get("curve", []) if target in p["returns"]]
+            if episodes_from_checkpoints and any("episode_returns" not in p for p in points):
+                points = with_checkpoint_episodes(points, target, path.parent / "checkpoints")
             curve = tuple((int(p.get("env_steps") or 0), float(p["returns"][target])) for p in points)
             common = (record.get("seed"), record.get("commit"), record.get("config_sha256"))
             runs.append(RunResult(path, method, target, common[0], float(game["mean"]), bool(game["collapsed"]),
@@ -123,6 +130,26 @@ def load_runs(folders: list[str | Path], zero_shot_of: str | None = None) -> lis
     if not runs:
         raise FileNotFoundError(f"no results.json with a final evaluation under {', '.join(map(str, folders))}")
     return runs
+
+
+def with_checkpoint_episodes(points: list[dict], target: str, folder: Path) -> list[dict]:
+    """``points`` with ``episode_returns`` from the ``Evaluation`` history of the newest checkpoint in ``folder``
+    (records written before the curve kept episodes). Weights-only loading: no pickled code runs."""
+    import torch
+
+    ckpts = sorted(folder.glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
+    if not ckpts:
+        return points
+    state = torch.load(ckpts[-1], map_location="cpu", weights_only=True).get("callbacks", {})
+    history = next((v.get("history", []) for k, v in state.items() if k.split("{")[0] == "Evaluation"), [])
+    saved = {h["global_step"]: h["returns"].get(target) for h in history if h.get("returns", {}).get(target)}
+    out = []
+    for p in points:
+        episodes = saved.get(p.get("global_step"))
+        if "episode_returns" not in p and episodes and abs(float(np.mean(episodes)) - p["returns"][target]) < 1e-6:
+            p = {**p, "episode_returns": {target: list(episodes)}}
+        out.append(p)
+    return out
 
 
 def curve_episodes(points: list[dict], target: str, final: dict) -> tuple:
@@ -314,7 +341,8 @@ def curve_markdown(report: dict) -> list[str]:
              "Mean over seeds [95 % CI]; the interval resamples seeds and then each seed's evaluation episodes "
              "(seeds alone, marked ˢ, where a record kept the point's mean only). \"vs\" columns: the method's "
              "mean minus the baseline's at the same step, with the CI of that difference; **bold** where it "
-             "excludes 0. Every row is also in `curves.csv`.", ""]  # fmt: skip
+             "excludes 0 — each cell is one comparison at 95 %, so among many cells about 1 in 20 excludes 0 by chance "
+             "when nothing differs. Every row is also in `curves.csv`.", ""]  # fmt: skip
     baseline = report["baseline"]
     for t in report["targets"]:
         here = [r for r in rows if r["target"] == t]
@@ -398,8 +426,9 @@ def write_report(
     reps: int = 2_000,
     zero_shot_of: str | None = "xtra",
     methods: list[str] | None = None,
+    episodes_from_checkpoints: bool = False,
 ) -> dict:
-    runs = load_runs(folders, zero_shot_of)
+    runs = load_runs(folders, zero_shot_of, episodes_from_checkpoints)
     if methods is not None:  # a pipeline's folders also hold its datasets', teachers' and student's runs
         missing = sorted(set(methods) - {r.method for r in runs})
         if missing:
@@ -445,11 +474,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", nargs="+", default=None,
                         help="report only these methods (run folder names), e.g. the finetuning rows of xtra-pipeline "
                         "folders, whose datasets, teachers and student are runs too")  # fmt: skip
+    parser.add_argument("--curve-episodes-from-checkpoints", action="store_true",
+                        help="records written before results.json kept every evaluation's episodes: read them from "
+                        "each run's newest checkpoint (weights-only), for intervals on every curve point")  # fmt: skip
     args = parser.parse_args(argv)
     command = "xtra-report " + " ".join(sys.argv[1:] if argv is None else argv)
     try:
         write_report(args.runs, Path(args.out), args.baseline, command, args.overwrite, args.reps, args.zero_shot_of,
-                     args.methods)  # fmt: skip
+                     args.methods, args.curve_episodes_from_checkpoints)  # fmt: skip
     except (FileNotFoundError, FileExistsError, ValueError) as err:
         parser.error(str(err))
     print(f"xtra-report: {Path(args.out) / 'report.md'}")
