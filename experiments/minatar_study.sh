@@ -24,4 +24,4 @@ for pair in breakout:space_invaders space_invaders:breakout; do
     --pretraining-dir "$OUT/pretraining" --out "$OUT/$target"
 done
 xtra-report "$OUT/breakout" "$OUT/space_invaders" --methods "${ROWS[@]}" --baseline efficientzero-l \
-  --out "${REPORT:-results/minatar}" --overwrite
+  --out "${REPORT:-results/minatar}" --overwrite --curve-episodes-from-checkpoints
