@@ -472,13 +472,12 @@ def evaluations(run_dir: Path) -> list[dict]:
     return sorted(records, key=lambda r: int(r["global_step"]))
 
 
-def learning_curve(run_dir: Path, task: str) -> list[tuple[int, float, float]]:
-    """(env steps, mean return, standard error) of every evaluation of a run, in order."""
+def learning_curve(run_dir: Path, task: str) -> list[tuple[int, float, tuple[float, ...]]]:
+    """(env steps, mean return, episode returns) of every evaluation of a run, in order."""
     points = []
     for record in evaluations(run_dir):
-        returns = np.asarray(record["returns"][task], dtype=float)
-        stderr = float(returns.std(ddof=1) / np.sqrt(len(returns))) if len(returns) > 1 else 0.0
-        points.append((int(record.get("env_steps") or 0), float(returns.mean()), stderr))
+        returns = tuple(float(r) for r in record["returns"][task])
+        points.append((int(record.get("env_steps") or 0), float(np.mean(returns)), returns))
     return sorted(points)
 
 
@@ -690,10 +689,11 @@ def plot_curves(path: Path, curves: dict[str, dict[int, list]], target: str) -> 
         y = np.asarray([[c[i][1] for i in range(n)] for c in usable])
         mean = y.mean(0)
         ax.plot(x, mean, marker="o", label=row_label(name))
-        if len(usable) > 1:
-            ax.fill_between(x, y.min(0), y.max(0), alpha=0.15)
+        # the interval xtra-report puts on every curve point: seeds, then each seed's episodes, resampled
+        band = np.array([hierarchical_bootstrap_ci([c[i][2] for c in usable], reps=1_000) for i in range(n)])
+        ax.fill_between(x, band[:, 0], band[:, 1], alpha=0.15)
     ax.set_xlabel("env steps")
-    ax.set_ylabel(f"evaluation return ({target}), mean over seeds")
+    ax.set_ylabel(f"evaluation return ({target}), mean over seeds, 95 % CI")
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout()
