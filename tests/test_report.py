@@ -179,7 +179,9 @@ def test_methods_filter_leaves_out_a_pipelines_other_runs_and_names_a_missing_on
         main([str(runs_dir), "--out", str(tmp_path / "other"), "--methods", "xtra", "bc"])
 
 
-def test_every_curve_point_gets_an_interval_over_seeds_and_episodes_and_a_difference_from_the_baseline(tmp_path):
+def test_every_curve_point_gets_an_interval_over_seeds_and_episodes_and_a_difference_from_the_baseline(
+    tmp_path, capsys
+):
     """An early lead is a finding only with an interval: each evaluation's per-episode returns are kept in the
     record's curve, and the report puts the hierarchical CI on every point and on the difference from the
     baseline; a record written before the curve kept episodes falls back to seeds alone, except at its last point,
@@ -248,3 +250,8 @@ def test_every_curve_point_gets_an_interval_over_seeds_and_episodes_and_a_differ
     assert points[0] == (10, tuple(episodes["xtra", 0][0])) and points[2] == (10, None)
     rows = {(r["method"], r["global_step"]): r for r in build_report(runs, "efficientzero-l", reps=100)["curves"]}
     assert rows["xtra", 10]["ci_over"] == "seeds"  # one seed still lacks them
+    # a checkpoint that cannot be read leaves that run's means alone and says so
+    (tmp_path / "breakout" / "xtra" / "seed0" / "checkpoints" / "last.ckpt").write_bytes(b"not a checkpoint")
+    runs = load_runs([tmp_path], episodes_from_checkpoints=True)
+    assert next(r for r in runs if r.method == "xtra" and r.seed == 0).curve_episodes[0] == (10, None)
+    assert "no episodes from" in capsys.readouterr().err

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import pickle
 import re
 import sys
 from dataclasses import dataclass
@@ -140,7 +141,12 @@ def with_checkpoint_episodes(points: list[dict], target: str, folder: Path) -> l
     ckpts = sorted(folder.glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
     if not ckpts:
         return points
-    state = torch.load(ckpts[-1], map_location="cpu", weights_only=True).get("callbacks", {})
+    try:
+        state = torch.load(ckpts[-1], map_location="cpu", weights_only=True).get("callbacks", {})
+    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError) as err:
+        print(f"xtra-report: no episodes from {ckpts[-1]} ({type(err).__name__}); its curve keeps the means only",
+              file=sys.stderr)  # fmt: skip
+        return points
     history = next((v.get("history", []) for k, v in state.items() if k.split("{")[0] == "Evaluation"), [])
     saved = {h["global_step"]: h["returns"].get(target) for h in history if h.get("returns", {}).get(target)}
     out = []
