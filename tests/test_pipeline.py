@@ -12,9 +12,11 @@ from xtra.shipped import online_data_key
 
 CONFIGS = Path(__file__).parents[1] / "configs" / "minatar"
 # the offline stages' updates as the tests have always run them (the scaled defaults would be 2-4x as many)
-# two pretraining games (the default is one), so that the tests distil and replay more than one game
+# two pretraining games (the default is one), so that the tests distil and replay more than one game; freeway's
+# evaluation episodes (2 500 moves, each a search) are cut at 300, or they take most of the suite's time
 TINY = ["--scale", "0.04", "--teacher-updates", "80", "--student-updates", "40", "--simulations", "2",
-        "--eval-episodes", "2", "--pretrain", "minatar/freeway", "minatar/space_invaders"]  # fmt: skip
+        "--eval-episodes", "2", "--pretrain", "minatar/freeway", "minatar/space_invaders",
+        "--pretraining-eval-max-episode-steps", "300"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +35,7 @@ def test_pipeline_writes_table_csv_and_plot_and_reuses_stages(pipeline_run, caps
     md = (out / "results.md").read_text()
     assert "| XTRA |" in md and "| EfficientZero, same network (minatar-l) |" in md and "Pretraining quality" in md
     assert md.count("| 16/16/16 |") == 2  # each pretraining game scored at the producers' search budget
+    assert "every pretraining evaluation episode cut at 300 moves" in md
     assert (out / "learning_curves.png").read_bytes()[:4] == b"\x89PNG"
     for path in ("datasets/freeway/manifest.json", "teachers/space_invaders.ckpt", "student.ckpt"):
         assert (out / "seed0" / path).is_file(), path
@@ -263,6 +266,11 @@ def test_budget_flags_size_their_stage_and_refuse_zero(tmp_path, capsys):
     quick = budget_from_args(Namespace(**{**vars(args), "quick": True, "scale": 1.0, "dataset_env_steps": None}))
     assert quick.dataset_env_steps == int(Budget().dataset_env_steps * 0.05) and quick.eval_episodes == 4
     assert quick.pretraining_eval_simulations == 2  # a smoke run's evaluations of 2 500-move freeway games
+    assert quick.pretraining_eval_max_episode_steps == 500 and budget.pretraining_eval_max_episode_steps is None
+    capped = budget_from_args(Namespace(**{**vars(args), "pretraining_eval_max_episode_steps": 40}))
+    assert capped.pretraining_eval_max_episode_steps == 40
+    with pytest.raises(ValueError, match="at least 1"):
+        budget_from_args(Namespace(**{**vars(args), "pretraining_eval_max_episode_steps": 0}))
     assert Budget(student_updates=9).student_steps(4) == 9  # an explicit student budget is not per game
     # the default pretraining games: the MinAtar games whose producers learn at these budgets, less the target
     assert default_pretrain("minatar/breakout") == ["minatar/space_invaders"]
@@ -292,6 +300,14 @@ def test_budget_flags_size_their_stage_and_refuse_zero(tmp_path, capsys):
     for stage in stages[:3]:
         evaluation = next(c for c in stage[0].overlay["trainer"]["callbacks"] if c["class_path"].endswith("Evaluation"))
         assert evaluation["init_args"]["simulations"] == 16
+        assert "max_episode_steps" not in evaluation["init_args"]  # each game's own length unless asked
+    capped_jobs = stage_jobs(tmp_path, CONFIGS, "minatar/breakout", ["minatar/asterix"], capped, seed=0)
+    for stage in capped_jobs[:3]:  # producers, teachers and the student are cut alike; the finetunes are not
+        evaluation = next(c for c in stage[0].overlay["trainer"]["callbacks"] if c["class_path"].endswith("Evaluation"))
+        assert evaluation["init_args"]["max_episode_steps"] == 40
+    evaluation = next(c for c in capped_jobs[3][0].overlay["trainer"]["callbacks"]
+                      if c["class_path"].endswith("Evaluation"))  # fmt: skip
+    assert "max_episode_steps" not in evaluation["init_args"]
     evaluation = next(c for c in xtra_job.overlay["trainer"]["callbacks"] if c["class_path"].endswith("Evaluation"))
     assert "simulations" not in evaluation["init_args"]
 

@@ -88,6 +88,9 @@ class Budget:
     # the pretraining stages' evaluation search; None: the data producers' own (dataset.yaml), so that the bars
     # compare like with like
     pretraining_eval_simulations: int | None = None
+    # a cap on the pretraining stages' evaluation episodes (None: the game's own length): freeway's last 2 500
+    # moves, each a search, and dominate a smoke run; producers, teachers and students are capped alike
+    pretraining_eval_max_episode_steps: int | None = None
     evaluations: int = 4
     simulations: int = 50
 
@@ -140,10 +143,15 @@ def callbacks(*callbacks: tuple[str, dict]) -> list[dict]:
     return [{"class_path": c, "init_args": a} for c, a in callbacks]
 
 
-def eval_callback(every: int, episodes: int, at_start: bool = True, simulations: int | None = None) -> tuple[str, dict]:
+def eval_callback(
+    every: int, episodes: int, at_start: bool = True, simulations: int | None = None,
+    max_episode_steps: int | None = None,
+) -> tuple[str, dict]:  # fmt: skip
     args = {"every_n_steps": every, "episodes": episodes, "at_start": at_start}
     if simulations is not None:
         args["simulations"] = simulations
+    if max_episode_steps is not None:
+        args["max_episode_steps"] = max_episode_steps
     return ("xtra.callbacks.evaluation.Evaluation", args)
 
 
@@ -240,7 +248,8 @@ def stage_jobs(
     teachers = {t: pre / "teachers" / f"{game(t)}.ckpt" for t in pretrain}
     student = out / "student.ckpt"
     ev = eval_callback(0, b.eval_episodes, at_start=False,
-                       simulations=b.pretraining_eval_simulations or producer_simulations(configs))  # fmt: skip
+                       simulations=b.pretraining_eval_simulations or producer_simulations(configs),
+                       max_episode_steps=b.pretraining_eval_max_episode_steps)  # fmt: skip
 
     def trainer(max_steps: int, run: str, *cbs: tuple[str, dict], root: Path = out) -> dict:
         root = str(root / "runs" / run)
@@ -310,7 +319,8 @@ def stage_jobs(
             online(m.config, {"task_id": target, "env_steps": b.finetune_env_steps, "warmup_steps": b.warmup_steps,
                               "update_to_data": b.update_to_data, **m.online}),
         )  # fmt: skip
-        late = functools.partial(offline_overlay, pre, pretrain, datasets, m.gated) if m.offline else None
+        cap = b.pretraining_eval_max_episode_steps
+        late = functools.partial(offline_overlay, pre, pretrain, datasets, m.gated, cap) if m.offline else None
         stage4.append(Job(m.label, m.config, overlay, out / "runs" / name / COMPLETE, out / "logs" / f"{name}.log",
                           b.finetune_updates, late))  # fmt: skip
     for stage in (stage1, stage2, stage3, stage4):
@@ -323,10 +333,12 @@ def stage_jobs(
     return [stage1, stage2, stage3, stage4]
 
 
-def offline_overlay(pre: Path, pretrain: list[str], datasets: dict[str, Path], gated: bool) -> dict:
-    """The finetune's offline datasets: the transferable games' (``gated``; their teachers' runs under ``pre``)
-    or every pretraining game's."""
-    games = transferable_games(pre, pretrain) if gated else list(pretrain)
+def offline_overlay(
+    pre: Path, pretrain: list[str], datasets: dict[str, Path], gated: bool, max_steps: int | None = None
+) -> dict:
+    """The finetune's offline datasets: the transferable games' (``gated``; their teachers' runs under ``pre``,
+    evaluated with ``max_steps`` moves at most) or every pretraining game's."""
+    games = transferable_games(pre, pretrain, max_steps) if gated else list(pretrain)
     if gated:
         print(f"offline games for {pre}: {', '.join(games) or 'none'} (teachers clearly above random play)", flush=True)
     if not games:  # nothing learnt offline is worth replaying: the finetune trains on the target alone
@@ -497,9 +509,11 @@ BAR = 0.7  # teacher ≥ 70 % of its data producer's return; student ≥ 70 % of
 
 
 @functools.lru_cache
-def random_return(task_id: str, episodes: int = 32) -> float:
-    """Mean return of uniformly random play on the evaluation games (the floor any pretraining must clear)."""
-    return float(evaluate(random_actor(env_spec(task_id).num_actions), task_id, episodes, seed=0).returns.mean())
+def random_return(task_id: str, episodes: int = 32, max_steps: int | None = None) -> float:
+    """Mean return of uniformly random play on the evaluation games (the floor any pretraining must clear), its
+    episodes cut where the pretraining evaluations' are."""
+    actor = random_actor(env_spec(task_id).num_actions)
+    return float(evaluate(actor, task_id, episodes, seed=0, max_steps=max_steps).returns.mean())
 
 
 def beats_random(returns: np.ndarray, random: float) -> bool:
@@ -508,7 +522,7 @@ def beats_random(returns: np.ndarray, random: float) -> bool:
     return low > random
 
 
-def transferable_games(pre: Path, pretrain: list[str]) -> list[str]:
+def transferable_games(pre: Path, pretrain: list[str], max_steps: int | None = None) -> list[str]:
     """The pretraining games whose teacher (run under ``pre``) plays clearly better than random (CI above random
     play's mean).
 
@@ -519,7 +533,7 @@ def transferable_games(pre: Path, pretrain: list[str]) -> list[str]:
     keep = []
     for t in pretrain:
         teacher = final_evaluation(pre / "runs" / f"teacher-{game_name(t)}", t)["returns"]
-        if beats_random(teacher, random_return(t)):
+        if beats_random(teacher, random_return(t, max_steps=max_steps)):
             keep.append(t)
     return keep
 
@@ -538,17 +552,20 @@ def bar_verdict(ratio: tuple[float, float, float]) -> str:
     return "missed inside its CI" if high >= BAR else "**missed**"
 
 
-def pretraining_quality(out: Path, pretrain: list[str], pretraining: Path | None = None) -> list[dict]:
+def pretraining_quality(
+    out: Path, pretrain: list[str], pretraining: Path | None = None, max_steps: int | None = None
+) -> list[dict]:
     """Per pretraining game: random play's, the data producer's, the teacher's and the student's return, and
-    the bars (producers and teachers run under ``pretraining``, default ``out``)."""
+    the bars (producers and teachers run under ``pretraining``, default ``out``; ``max_steps``: the evaluations'
+    cap, which random play's episodes get too)."""
     pre = pretraining or out
-    rows, transferred = [], transferable_games(pre, pretrain)
+    rows, transferred = [], transferable_games(pre, pretrain, max_steps)
     for t in pretrain:
         g = game_name(t)
         finals = [final_evaluation(d, t) for d in (pre / "runs" / f"dataset-{g}", pre / "runs" / f"teacher-{g}",
                                                     out / "runs" / "student")]  # fmt: skip
         producer, teacher, student = (f["returns"].mean() for f in finals)
-        random = random_return(t)
+        random = random_return(t, max_steps=max_steps)
         teacher_ratio = ratio_ci(finals[1]["returns"], finals[0]["returns"])
         student_ratio = ratio_ci(finals[2]["returns"], finals[1]["returns"])
         try:
@@ -596,7 +613,8 @@ def report(out: Path, seed_dirs: dict[int, Path], target: str, pretrain: list[st
                 }
             )
     for seed, d in seed_dirs.items():
-        quality[seed] = pretraining_quality(d, pretrain, (pretraining_dirs or {}).get(seed))
+        quality[seed] = pretraining_quality(d, pretrain, (pretraining_dirs or {}).get(seed),
+                                            budget.pretraining_eval_max_episode_steps)  # fmt: skip
     write_csv(out / "results.csv", rows)
     write_csv(out / "results_per_seed.csv", per_seed)
     (out / "results.md").write_text(results_markdown(rows, per_seed, quality, target, pretrain, budget))
@@ -652,6 +670,8 @@ def results_markdown(rows, per_seed, quality, target, pretrain, budget: Budget) 
             p = next(p for p in per_seed if p["method"] == r["key"] and p["seed"] == s)
             cells.append(f"{p['final_return']} ({p['top_action_share']:.2f}{', collapsed' if p['collapsed'] else ''})")
         lines.append(f"| {r['method']} | " + " | ".join(cells) + " |")
+    cap = budget.pretraining_eval_max_episode_steps
+    capped = f"; every pretraining evaluation episode cut at {cap} moves" if cap else ""
     lines += ["", f"Pretraining quality (evaluation return on each pretraining game; bars: teacher ≥ {BAR:.0%} of "
               f"its data producer, student ≥ {BAR:.0%} of the teacher; and no pretraining is worth transferring "
               "unless the data producer beats random play; **teacher > random**: the teacher's 95 % CI lies above "
@@ -660,7 +680,7 @@ def results_markdown(rows, per_seed, quality, target, pretrain, budget: Budget) 
               "**teacher ÷ producer**, **student ÷ teacher**: the ratio of mean returns with its 95 % bootstrap "
               "interval over both evaluations' episodes — a bar missed or met inside that interval is noise; "
               "**steps with a reward**: a dataset without one teaches no values, and its bars compare arbitrary "
-              "policies):", "",
+              f"policies){capped}:", "",
               "| seed | game | random play | data producer | teacher | student | producer > random | teacher bar | "
               "student bar | teacher ÷ producer | student ÷ teacher | teacher > random | "
               "search (producer/teacher/student) | steps with a reward in the data |",
@@ -774,6 +794,10 @@ def budget_from_args(args: argparse.Namespace) -> Budget:
     budget.eval_episodes = args.eval_episodes or (4 if args.quick else budget.eval_episodes)
     if args.quick:  # a smoke run: freeway's episodes last 2 500 moves, each a search; 2 simulations each will do
         budget.pretraining_eval_simulations = 2
+    cap = getattr(args, "pretraining_eval_max_episode_steps", None)
+    if cap is not None and cap < 1:
+        raise ValueError("--pretraining-eval-max-episode-steps must be at least 1")
+    budget.pretraining_eval_max_episode_steps = cap or (500 if args.quick else None)
     return budget
 
 
@@ -790,7 +814,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="smoke run: --scale 0.05, 4 evaluation episodes, pretraining scored at 2 sims",
+        help="smoke run: --scale 0.05, 4 evaluation episodes, pretraining scored at 2 sims and ≤ 500 moves per episode",
     )
     parser.add_argument("--finetune-env-steps", type=int, default=None, help="env steps on the target (after --scale)")
     parser.add_argument("--dataset-env-steps", type=int, default=None, help="env steps per dataset (after --scale)")
@@ -799,6 +823,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="distillation updates (after --scale; default 4 000 per pretraining game)")  # fmt: skip
     parser.add_argument("--simulations", type=int, default=None, help="MCTS simulations when finetuning")
     parser.add_argument("--eval-episodes", type=int, default=None)
+    parser.add_argument("--pretraining-eval-max-episode-steps", type=int, default=None,
+                        help="cap the pretraining stages' evaluation episodes (producers, teachers and the student "
+                        "alike; default: each game's own length; 500 with --quick)")  # fmt: skip
     parser.add_argument("--jobs", type=int, default=2, help="jobs run side by side (one per CPU core)")
     parser.add_argument(
         "--seeds",
