@@ -190,8 +190,9 @@ def curve_rows(runs: list[RunResult], methods: list[str], targets: list[str], ba
                 means = np.array([r.curve[i][1] for r in mine])
                 episodes = [r.curve_episodes[i][1] if len(r.curve_episodes) > i else None for r in mine]
                 full = all(e is not None for e in episodes)
+                groups = [np.array(e) for e in episodes] if full else []
                 if full:
-                    lo, hi = hierarchical_bootstrap_ci([np.array(e) for e in episodes], reps=reps)
+                    lo, hi = hierarchical_bootstrap_ci(groups, reps=reps)
                 else:
                     lo, hi = bootstrap_ci(means[:, None], mean, reps=reps)
                 row = {"target": t, "method": m, "point": i,
@@ -206,7 +207,6 @@ def curve_rows(runs: list[RunResult], methods: list[str], targets: list[str], ba
                     j = next((j for j in range(b_n) if b_steps[j] == {row["global_step"]}), None)
                     b_eps = [r.curve_episodes[j][1] for r in b_mine] if j is not None else [None]
                     if all(e is not None for e in b_eps):
-                        groups = [np.array(e) for e in episodes]
                         baseline_groups = [np.array(e) for e in b_eps]
                         row["vs_baseline"] = row["mean"] - float(np.mean([r.curve[j][1] for r in b_mine]))
                         row["vs_ci_low"], row["vs_ci_high"] = difference_ci(groups, baseline_groups, reps=reps)
